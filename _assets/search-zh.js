@@ -1,0 +1,58 @@
+/* Chinese query splitting for Sphinx search.
+ *
+ * The index is built with jieba (plus the glossary as a user dictionary), so it
+ * holds Chinese words, not sentences. Sphinx's default splitQuery keeps a run
+ * of Chinese characters as one term, which then matches nothing unless the run
+ * happens to be exactly one indexed word. This splitter cuts every run of
+ * Chinese characters into the longest words the index knows (forward maximum
+ * matching), the same granularity as the index; Latin words pass unchanged, so
+ * English search works as before. Single characters are dropped, as the index
+ * drops them.
+ */
+(function () {
+  "use strict";
+  var HAN = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]/;
+  var RUNS = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+/g;
+  var MAX_WORD = 8;
+
+  function known() {
+    // searchtools.js declares `const Search`: a global binding, but not a window property.
+    var search = typeof Search !== "undefined" ? Search : window.Search;
+    var index = search && search._index;
+    if (!index) return null;
+    return function (word) {
+      return Object.prototype.hasOwnProperty.call(index.terms || {}, word) ||
+             Object.prototype.hasOwnProperty.call(index.titleterms || {}, word);
+    };
+  }
+
+  function segment(run, has) {
+    var words = [];
+    var i = 0;
+    while (i < run.length) {
+      var match = null;
+      for (var len = Math.min(MAX_WORD, run.length - i); len >= 2; len--) {
+        var candidate = run.substr(i, len);
+        if (has(candidate)) { match = candidate; break; }
+      }
+      if (match) { words.push(match); i += match.length; } else { i += 1; }
+    }
+    return words;
+  }
+
+  window.dlkbSplitQuery = function (query) {
+    var has = known();
+    var out = [];
+    query.split(/[^\p{Letter}\p{Number}_\p{Emoji_Presentation}]+/gu).forEach(function (part) {
+      if (!part) return;
+      (part.match(RUNS) || []).forEach(function (run) {
+        if (!HAN.test(run)) { out.push(run); return; }
+        var words = has ? segment(run, has) : [];
+        // Nothing known: keep the run, so the search honestly finds nothing.
+        Array.prototype.push.apply(out, words.length ? words : [run]);
+      });
+    });
+    return out;
+  };
+  window.splitQuery = window.dlkbSplitQuery;
+})();

@@ -1,0 +1,172 @@
+"""Local Sphinx extension of the book.
+
+1. Bilingual cells: myst-nb drops the tags of markdown cells, so on ``source-read``
+   (before myst-nb parses a notebook) every markdown cell tagged ``lang-zh`` or
+   ``lang-en`` is wrapped in ``<div class="lang-zh" lang="zh-Hans">`` … ``</div>``
+   with blank lines inside, so its Markdown still renders. ``_assets/lang.js``
+   shows one language or both. A cell tag outside the allowed list, or a heading
+   inside a language cell, is reported as a warning (an error with ``-W``).
+2. Chinese search: the Chinese terms of ``glossary.md`` become a jieba user
+   dictionary, so whole phrases such as 损失函数 are indexed as words.
+3. Offline math: the build fails early if ``mathjax_path`` is a local file that is
+   missing (run ``make book``, which copies MathJax from the npm registry package).
+4. Offline Chinese text: after the HTML build, the CJK font that figures use
+   (Noto Sans SC, SIL Open Font License) is cut down to the characters the book
+   uses and written as ``_static/fonts/book-cjk.woff2``; ``book.css`` lists it after
+   the usual system CJK fonts, so a browser downloads it only when the reader's
+   machine has no Chinese font. Nothing is fetched from a font CDN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+from sphinx.util import logging as sphinx_logging
+
+LOGGER = sphinx_logging.getLogger(__name__)
+
+# Mirrors tools/nbtool.py ALLOWED_TAGS (tests/test_book.py checks they agree).
+ALLOWED_TAGS = frozenset(
+    {
+        "lang-zh",
+        "lang-en",
+        "remove-cell",
+        "remove-input",
+        "remove-output",
+        "hide-input",
+        "hide-output",
+        "hide-cell",
+        "raises-exception",
+    }
+)
+LANG_ATTR = {"lang-zh": "zh-Hans", "lang-en": "en"}
+HEADING = re.compile(r"^#{1,6} ", re.M)
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def glossary_terms(path: Path) -> list[str]:
+    """Chinese terms of the first column of every table row in ``glossary.md``."""
+    terms: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.lstrip().startswith("|") or len(cells) < 2:
+            continue
+        for term in re.split(r"[/、,，]", cells[0]):
+            term = re.sub(r"[`*（(].*$", "", term).strip()
+            if CJK.search(term) and " " not in term and term not in terms:
+                terms.append(term)
+    return terms
+
+
+def wrap_language_cells(source: str, docname: str) -> str:
+    """Return the notebook JSON ``source`` with tagged markdown cells wrapped in language divs."""
+    notebook = json.loads(source)
+    for index, cell in enumerate(notebook.get("cells", [])):
+        tags = cell.get("metadata", {}).get("tags", [])
+        unknown = sorted(set(tags) - ALLOWED_TAGS)
+        if unknown:
+            LOGGER.warning("%s: cell %d has unknown tag(s) %s; allowed: %s", docname, index, unknown, sorted(ALLOWED_TAGS))
+        langs = [t for t in tags if t in LANG_ATTR]
+        if cell.get("cell_type") != "markdown" or not langs:
+            continue
+        if len(langs) > 1:
+            LOGGER.warning("%s: cell %d is tagged with both languages", docname, index)
+            continue
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        if HEADING.search(text):
+            LOGGER.warning("%s: cell %d has a heading inside a %s cell; headings go outside", docname, index, langs[0])
+        cell["source"] = f'<div class="{langs[0]}" lang="{LANG_ATTR[langs[0]]}">\n\n{text.strip()}\n\n</div>\n'
+    return json.dumps(notebook, ensure_ascii=False)
+
+
+def on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    if str(app.env.doc2path(docname)).endswith(".ipynb"):
+        source[0] = wrap_language_cells(source[0], docname)
+
+
+def on_config_inited(app: Sphinx, config) -> None:
+    glossary = Path(app.srcdir) / "glossary.md"
+    if glossary.is_file():
+        logging.getLogger("jieba").setLevel(logging.WARNING)
+        terms = glossary_terms(glossary)
+        handle = tempfile.NamedTemporaryFile("w", suffix=".jieba.txt", delete=False, encoding="utf-8")
+        with handle:
+            handle.write("".join(f"{t}\n" for t in terms))
+        config.html_search_options = {**(config.html_search_options or {}), "dict": handle.name}
+
+
+def on_builder_inited(app: Sphinx) -> None:
+    path = app.config.mathjax_path
+    if app.builder.format != "html" or not path or "://" in path or path.startswith("//"):
+        return
+    static_dirs = [Path(app.confdir) / d for d in app.config.html_static_path]
+    if not any((d / path).is_file() for d in static_dirs):
+        raise ExtensionError(
+            f"bookext: mathjax_path {path!r} is not in html_static_path {app.config.html_static_path}; "
+            "run `make book` (it copies MathJax from the npm package into _assets/mathjax)"
+        )
+
+
+def _loads_from_elsewhere(script) -> bool:
+    """sphinx-thebe registers a script naming a CDN (used only by thebe, which the book does not enable)."""
+    filename = str(getattr(script, "filename", "") or "")
+    body = str(getattr(script, "attributes", {}).get("body", ""))
+    return "thebe" in filename or "://" in body or "://" in filename
+
+
+def on_html_page_context(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Keep every page self-contained: drop scripts that point at other hosts."""
+    if "script_files" in context:
+        context["script_files"] = [s for s in context["script_files"] if not _loads_from_elsewhere(s)]
+
+
+# Characters the web font must cover: CJK punctuation, ideographs, full-width forms.
+WEB_FONT_CHARS = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+WEB_FONT_PATH = Path("_static") / "fonts" / "book-cjk.woff2"
+
+
+def book_characters(app: Sphinx) -> str:
+    """Every CJK character in the book's sources and configuration, sorted."""
+    chars = set(WEB_FONT_CHARS.findall(str(app.config.html_title)))
+    for docname in app.env.found_docs:
+        chars.update(WEB_FONT_CHARS.findall(Path(app.env.doc2path(docname)).read_text(encoding="utf-8")))
+    for extra in ("_toc.yml", "_config.yml", "_assets/lang.js"):  # part captions, title, switch labels
+        path = Path(app.confdir) / extra
+        if path.is_file():
+            chars.update(WEB_FONT_CHARS.findall(path.read_text(encoding="utf-8")))
+    return "".join(sorted(chars))
+
+
+def write_web_font(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    from fontTools import subset  # noqa: PLC0415 - a matplotlib dependency
+
+    from dlkb.plot import cjk_font_path  # noqa: PLC0415 - the same font as the figures
+
+    options = subset.Options()
+    options.flavor = "woff2"
+    options.layout_features = ["*"]
+    options.name_IDs = ["*"]  # keep the copyright and licence records of the OFL font
+    font = subset.load_font(str(cjk_font_path()), options)
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=book_characters(app))
+    subsetter.subset(font)
+    target = Path(app.outdir) / WEB_FONT_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subset.save_font(font, str(target), options)
+
+
+def setup(app: Sphinx) -> dict:
+    app.connect("build-finished", write_web_font)
+    app.connect("config-inited", on_config_inited)
+    app.connect("html-page-context", on_html_page_context)
+    app.connect("builder-inited", on_builder_inited)
+    app.connect("source-read", on_source_read)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,200 @@
+"""Book-structure checks: toc, tags, languages, outputs, setup cell, images, citations."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import bookext
+import nbtool
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = nbtool.all_notebooks()
+NB_IDS = [p.relative_to(ROOT).as_posix() for p in NOTEBOOKS]
+HAN = re.compile(r"[\u3400-\u9fff]")
+LATIN = re.compile(r"[A-Za-z]")
+# Hot-linked images: a markdown image or <img> whose source is on another host.
+REMOTE_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*(https?:)?//|<img[^>]+src=[\"'](https?:)?//", re.I)
+# Hosts the seed notes hot-link images from; no link to them at all.
+IMAGE_HOSTS = re.compile(r"(csdnimg|cnblogs\.com/blog|zhimg\.com|jianshu\.io|imgur\.com|sinaimg|byteimg|upload-images)", re.I)
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(toc.get("parts", toc.get("chapters", [])))
+    return files
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def text(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "chapters/ holds no notebook"
+
+
+def test_every_notebook_is_in_the_toc_and_every_entry_exists():
+    entries = toc_files()
+    assert len(entries) == len(set(entries)), "a toc entry is listed twice"
+    for entry in entries:
+        matches = [ROOT / f"{entry}{ext}" for ext in (".md", ".ipynb")]
+        assert sum(m.is_file() for m in matches) == 1, f"_toc.yml entry {entry!r} has no single .md/.ipynb file"
+    listed = {(ROOT / e).with_suffix(".ipynb") for e in entries}
+    missing = [p.relative_to(ROOT).as_posix() for p in NOTEBOOKS if p not in listed]
+    assert not missing, f"notebooks missing from _toc.yml: {missing}"
+
+
+def test_allowed_tags_agree_between_tool_and_extension():
+    assert nbtool.ALLOWED_TAGS == bookext.ALLOWED_TAGS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_cell_tags_are_allowed(path):
+    for i, cell in enumerate(cells(path)):
+        unknown = set(cell.get("metadata", {}).get("tags", [])) - nbtool.ALLOWED_TAGS
+        assert not unknown, f"cell {i} has tags {sorted(unknown)} outside {sorted(nbtool.ALLOWED_TAGS)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_first_code_cell_is_the_canonical_setup_cell(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code"]
+    assert code, "no code cell"
+    assert text(code[0]) == nbtool.setup_cell_source(), "first code cell differs from `python tools/nbtool.py setup-cell`"
+    assert code[0]["metadata"].get("tags") == ["remove-cell"]
+    assert code[0]["outputs"] == [], "the setup cell must print nothing in CI"
+
+
+def test_setup_cell_installs_from_the_configured_repository():
+    url = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["repository"]["url"]
+    source = nbtool.setup_cell_source()
+    assert f"git+{url}" in source
+    assert 'find_spec("dlkb") is None' in source
+    compile(source, "setup", "exec")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_executed_top_to_bottom_with_saved_outputs(path):
+    code = [c for c in cells(path) if c["cell_type"] == "code" and text(c).strip()]
+    counts = [c.get("execution_count") for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"execution counts {counts}: re-run with `make run NB={path.relative_to(ROOT)}`"
+    assert any(c["outputs"] for c in code), "no saved outputs"
+    for i, c in enumerate(code):
+        tags = c.get("metadata", {}).get("tags", [])
+        errors = [o for o in c["outputs"] if o["output_type"] == "error"]
+        assert not errors or "raises-exception" in tags, f"code cell {i} saved an error"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_language_cells_come_in_pairs_without_headings(path):
+    all_cells = cells(path)
+    for i, cell in enumerate(all_cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] != "markdown":
+            continue
+        body = text(cell)
+        if "lang-zh" in tags:
+            assert i + 1 < len(all_cells) and "lang-en" in all_cells[i + 1].get("metadata", {}).get("tags", []), (
+                f"lang-zh cell {i} is not followed by its lang-en partner"
+            )
+            assert HAN.search(body), f"lang-zh cell {i} has no Chinese"
+            partner = text(all_cells[i + 1])
+            assert body.count("<details") == partner.count("<details"), f"cells {i}/{i + 1}: answers differ in number"
+            assert body.count("$$") == partner.count("$$"), f"cells {i}/{i + 1}: display formulas differ in number"
+            cites = sorted(re.findall(r"\{cite[a-z:]*\}`([^`]+)`", body))
+            assert cites == sorted(re.findall(r"\{cite[a-z:]*\}`([^`]+)`", partner)), f"cells {i}/{i + 1}: citations differ"
+        if "lang-en" in tags:
+            assert i > 0 and "lang-zh" in all_cells[i - 1].get("metadata", {}).get("tags", []), (
+                f"lang-en cell {i} does not follow a lang-zh cell"
+            )
+        if {"lang-zh", "lang-en"} & set(tags):
+            assert not re.search(r"^#{1,6} ", body, re.M), f"heading inside language cell {i}"
+        elif re.search(r"\S", body):
+            # Untagged markdown is for bilingual headings only.
+            for line in body.splitlines():
+                assert re.match(r"^#{1,6} ", line) or not line.strip(), (
+                    f"untagged markdown cell {i} holds prose; tag it lang-zh/lang-en: {line[:60]!r}"
+                )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_headings_are_bilingual(path):
+    for cell in cells(path):
+        if cell["cell_type"] == "markdown":
+            for heading in re.findall(r"^#{1,6} (.+)$", text(cell), re.M):
+                assert HAN.search(heading) and LATIN.search(heading), f"heading not bilingual: {heading!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_chapter_ends_with_interview_questions(path):
+    headings = [h for c in cells(path) if c["cell_type"] == "markdown" for h in re.findall(r"^## (.+)$", text(c), re.M)]
+    assert headings and headings[-1] == "面试题 Interview questions"
+
+
+def test_no_hotlinked_images_or_third_party_image_hosts():
+    sources = [*NOTEBOOKS, *ROOT.glob("*.md")]
+    for path in sources:
+        if path.name == "README.md":
+            continue
+        content = path.read_text(encoding="utf-8")
+        assert not REMOTE_IMAGE.search(content), f"{path.name}: image hot-linked from another host"
+        assert not IMAGE_HOSTS.search(content), f"{path.name}: link to a third-party image host"
+
+
+def test_no_output_is_ignored_by_nbval():
+    for path in NOTEBOOKS:
+        content = path.read_text(encoding="utf-8")
+        assert "NBVAL_IGNORE_OUTPUT" not in content and "nbval-ignore-output" not in content, path.name
+
+
+def test_every_citation_is_in_references_bib():
+    keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "references.bib").read_text(encoding="utf-8"), re.M))
+    cited = set()
+    for path in [*NOTEBOOKS, *(p for p in ROOT.glob("*.md") if p.name != "README.md")]:
+        for group in re.findall(r"\{cite[a-z:]*\}`([^`]+)`", path.read_text(encoding="utf-8")):
+            cited.update(k.strip() for k in group.split(","))
+    assert cited, "the book cites nothing"
+    assert not cited - keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+def test_markdown_pages_pair_their_language_blocks():
+    for path in ROOT.glob("*.md"):
+        if path.name == "README.md":
+            continue
+        content = path.read_text(encoding="utf-8")
+        assert content.count('<div class="lang-zh"') == content.count('<div class="lang-en"'), path.name
+        for heading in re.findall(r"^#{1,6} (.+)$", content, re.M):
+            assert HAN.search(heading) and LATIN.search(heading), f"{path.name}: heading not bilingual: {heading!r}"
+
+
+def test_glossary_terms_feed_the_search_dictionary():
+    terms = bookext.glossary_terms(ROOT / "glossary.md")
+    assert {"损失函数", "交叉熵", "焦点损失", "批量归一化"} <= set(terms)
+    assert len(terms) == len(set(terms)) > 100
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_figure_cells_saved_their_figures(path):
+    for i, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "code" and re.search(r"\bplt\.show\(\)|\.savefig\(", text(cell)):
+            kinds = {k for o in cell["outputs"] for k in o.get("data", {})}
+            assert "image/png" in kinds or "image/svg+xml" in kinds, f"cell {i} draws a figure but saved none"

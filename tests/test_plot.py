@@ -1,0 +1,78 @@
+import warnings
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+
+import dlkb.plot  # noqa: E402
+
+
+def test_cjk_font_is_an_open_licence_noto_font():
+    path = dlkb.plot.cjk_font_path()
+    assert path.is_file()
+    assert font_manager.FontProperties(fname=str(path)).get_name() == "Noto Sans SC"
+
+
+def test_chinese_text_renders_without_missing_glyphs():
+    family = dlkb.plot.use_book_style()
+    assert family == "Noto Sans SC"
+    assert matplotlib.rcParams["font.sans-serif"][0] == family
+    # A Chinese character must resolve to the CJK font file, not DejaVu (boxes).
+    found = font_manager.findfont(font_manager.FontProperties(family=matplotlib.rcParams["font.sans-serif"]))
+    assert found == str(dlkb.plot.cjk_font_path())
+    with warnings.catch_warnings():
+        # matplotlib warns "Glyph ... missing from font(s)" when it draws a box.
+        warnings.simplefilter("error")
+        fig, ax = plt.subplots()
+        ax.plot([-1, 0, 1], [1, 0, 1])
+        ax.set_title(dlkb.plot.bilingual("损失函数与交叉熵", "loss and cross-entropy"))
+        ax.set_xlabel(r"误差 $\epsilon$ error −1")
+        ax.legend(["焦点损失 focal loss"])
+        fig.canvas.draw()
+        plt.close(fig)
+
+
+def test_missing_glyph_is_detected_by_this_test_setup():
+    # Guard: the check above could not fail if matplotlib stopped warning. A glyph
+    # that no font has must still raise under the same filter.
+    dlkb.plot.use_book_style()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig, ax = plt.subplots()
+        ax.set_title("\U0001d11e\U000f0000")  # musical G clef and a private-use plane character
+        with pytest.raises(UserWarning, match="missing from font"):
+            fig.canvas.draw()
+        plt.close(fig)
+
+
+def test_use_book_style_validates_dpi():
+    with pytest.raises(TypeError, match="use_book_style: dpi must be an int; got float"):
+        dlkb.plot.use_book_style(dpi=100.0)
+    with pytest.raises(ValueError, match=r"use_book_style: dpi must be in \[50, 400\]; got 10"):
+        dlkb.plot.use_book_style(dpi=10)
+
+
+def test_bilingual_label():
+    assert dlkb.plot.bilingual("损失", "loss") == "损失 loss"
+    assert dlkb.plot.bilingual("损失", "loss", sep="\n") == "损失\nloss"
+    with pytest.raises(TypeError, match="bilingual: en must be str; got int"):
+        dlkb.plot.bilingual("损失", 1)
+
+
+def test_missing_font_gives_actionable_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wheel(name, *args, **kwargs):
+        if name == "pylopdf_fonts_zh_cn":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wheel)
+    monkeypatch.setattr(font_manager.fontManager, "ttflist", [])
+    with pytest.raises(RuntimeError, match="pip install pylopdf-fonts-zh-cn"):
+        dlkb.plot.cjk_font_path()

@@ -1,0 +1,295 @@
+"""The website: a full build with warnings as errors, then checks of what readers get.
+
+Static checks read the built HTML; browser checks open it in headless Chromium
+served from 127.0.0.1 with every request to any other host blocked and recorded,
+as a reader offline or behind a firewall would see it.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from bs4 import BeautifulSoup
+
+ROOT = Path(__file__).resolve().parents[1]
+HAN = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+REMOTE = re.compile(r"^(https?:)?//", re.I)
+
+pytestmark = pytest.mark.site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, f"site build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return out / "_build" / "html"
+
+
+def pages(site: Path) -> list[Path]:
+    return sorted(p for p in site.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts)
+
+
+def soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def toc_pages() -> list[str]:
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    found = [toc["root"]]
+    for part in toc.get("parts", []):
+        found += [c["file"] for c in part.get("chapters", [])]
+    return found
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def test_every_toc_entry_is_a_page(site):
+    for entry in toc_pages():
+        assert (site / f"{entry}.html").is_file(), entry
+
+
+def test_pages_load_nothing_from_other_hosts(site):
+    attributes = {"script": "src", "img": "src", "iframe": "src", "source": "src", "audio": "src", "video": "src", "object": "data", "embed": "src"}
+    for page in pages(site):
+        doc = soup(page)
+        for tag, attr in attributes.items():
+            for node in doc.find_all(tag):
+                assert not REMOTE.match(node.get(attr, "")), f"{page.name}: <{tag} {attr}={node.get(attr)}>"
+        for link in doc.find_all("link"):
+            rel = set(link.get("rel", []))
+            if rel & {"stylesheet", "icon", "preload", "modulepreload", "manifest", "prefetch", "preconnect", "dns-prefetch"}:
+                assert not REMOTE.match(link.get("href", "")), f"{page.name}: <link rel={rel} href={link.get('href')}>"
+        for script in doc.find_all("script", src=False):
+            assert "://" not in (script.string or ""), f"{page.name}: inline script names another host"
+    for css in (site / "_static").rglob("*.css"):
+        content = css.read_text(encoding="utf-8", errors="replace")
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import\s+['\"]?(url\()?\s*['\"]?(https?:)?//", content), css.name
+
+
+def test_math_uses_the_local_mathjax(site):
+    page = site / "chapters" / "how-to-use.html"
+    srcs = [s.get("src", "") for s in soup(page).find_all("script")]
+    assert any(s.startswith("../_static/mathjax/tex-chtml.js") for s in srcs), srcs
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert list((site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+
+
+def test_web_font_covers_every_chinese_character_on_the_site(site):
+    from fontTools.ttLib import TTFont
+
+    font = site / "_static" / "fonts" / "book-cjk.woff2"
+    assert font.is_file() and font.stat().st_size < 2 * 2**20
+    cmap = TTFont(str(font)).getBestCmap()
+    used = set()
+    for page in pages(site):
+        used.update(HAN.findall(soup(page).get_text()))
+    assert "损" in used
+    missing = sorted(c for c in used if ord(c) not in cmap)
+    assert not missing, f"web font lacks {''.join(missing[:40])}"
+
+
+def test_search_index_holds_chinese_words_and_english(site):
+    import json
+
+    raw = (site / "searchindex.js").read_text(encoding="utf-8")
+    terms = json.loads(raw[raw.index("(") + 1 : raw.rindex(")")])["terms"]
+    for word in ("损失函数", "交叉熵", "焦点损失", "softmax", "reproduc"):
+        assert word in terms, word
+
+
+def test_chapter_pages_have_colab_and_download(site):
+    from nbtool import repository_url
+
+    html = (site / "chapters" / "how-to-use.html").read_text(encoding="utf-8")
+    owner_repo = repository_url().split("github.com/")[1]
+    assert f"https://colab.research.google.com/github/{owner_repo}/blob/main/chapters/how-to-use.ipynb" in html
+    assert "_sources/chapters/how-to-use.ipynb" in html
+    assert (site / "_sources" / "chapters" / "how-to-use.ipynb").is_file()
+
+
+def test_language_blocks_are_balanced_and_hold_no_headings(site):
+    for name in ("chapters/how-to-use.html", "intro.html"):
+        doc = soup(site / name)
+        zh, en = doc.select("div.lang-zh"), doc.select("div.lang-en")
+        assert zh and len(zh) == len(en), name
+        for block in zh + en:
+            assert not block.find(re.compile(r"^h[1-6]$")), f"{name}: heading inside a language block"
+            assert block.get_text(strip=True)
+        # Each block closed where it opened: the sections (headings) are not inside any block.
+        for section in doc.select("section"):
+            assert not section.find_parent("div", class_=["lang-zh", "lang-en"]), name
+
+
+def test_bibliography_lists_cited_works(site):
+    text = soup(site / "bibliography.html").get_text()
+    assert "Deep Learning" in text and "Goodfellow" in text
+    assert "Bridle" in text
+
+
+# ---------------------------------------------------------------- browser checks
+
+
+def chromium_path() -> str | None:
+    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    if executable is None:
+        message = "no Chromium found (Debian package `chromium`); `make test` installs it when run as root"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def visit(browser, server):
+    """A fresh browser context (empty storage) that blocks and records other hosts."""
+    contexts = []
+
+    def open_context(locale: str = "en-US"):
+        context = browser.new_context(locale=locale)
+        context.outside, context.failed = [], []
+
+        def route(r):
+            if r.request.url.startswith(server):
+                r.continue_()
+            else:
+                context.outside.append(r.request.url)
+                r.abort()
+
+        context.route("**/*", route)
+        context.on("response", lambda resp: resp.status >= 400 and context.failed.append(f"{resp.status} {resp.url}"))
+        contexts.append(context)
+        return context
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+def test_every_page_requests_only_its_own_host(site, server, visit):
+    context = visit()
+    page = context.new_page()
+    for path in pages(site):
+        page.goto(f"{server}/{path.relative_to(site).as_posix()}", wait_until="networkidle")
+    assert context.outside == [], context.outside
+    assert context.failed == [], context.failed
+
+
+def test_math_renders_with_the_network_blocked(server, visit):
+    context = visit()
+    page = context.new_page()
+    page.goto(f"{server}/chapters/how-to-use.html", wait_until="networkidle")
+    page.wait_for_selector("mjx-container", state="attached", timeout=15000)
+    assert page.locator("mjx-container").count() >= 4
+    assert page.locator("mjx-merror").count() == 0
+    assert "$$" not in page.locator("main").inner_text()
+    assert context.outside == []
+
+
+def test_figures_load(server, visit):
+    page = visit().new_page()
+    page.goto(f"{server}/chapters/how-to-use.html", wait_until="networkidle")
+    widths = page.eval_on_selector_all("main img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths and min(widths) > 100
+
+
+def _visible(page, selector: str) -> bool:
+    return page.locator(selector).first.is_visible()
+
+
+def test_language_switch_works_and_persists(server, visit):
+    page = visit(locale="en-US").new_page()
+    page.goto(f"{server}/chapters/how-to-use.html", wait_until="networkidle")
+    # First visit from an English browser: English only.
+    assert _visible(page, "div.lang-en") and not _visible(page, "div.lang-zh")
+    page.click(".dlkb-lang-switch button[data-mode=zh]")
+    assert _visible(page, "div.lang-zh") and not _visible(page, "div.lang-en")
+    assert page.get_attribute(".dlkb-lang-switch button[data-mode=zh]", "aria-pressed") == "true"
+    page.reload(wait_until="networkidle")
+    assert _visible(page, "div.lang-zh") and not _visible(page, "div.lang-en")
+    page.goto(f"{server}/intro.html", wait_until="networkidle")
+    assert _visible(page, "div.lang-zh") and not _visible(page, "div.lang-en")
+    page.click(".dlkb-lang-switch button[data-mode=both]")
+    page.goto(f"{server}/chapters/how-to-use.html", wait_until="networkidle")
+    assert _visible(page, "div.lang-zh") and _visible(page, "div.lang-en")
+
+
+def test_chinese_browser_starts_in_chinese(server, visit):
+    page = visit(locale="zh-CN").new_page()
+    page.goto(f"{server}/intro.html", wait_until="networkidle")
+    assert _visible(page, "div.lang-zh") and not _visible(page, "div.lang-en")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected_page"),
+    [
+        ("损失函数", "glossary"),
+        ("交叉熵", "how-to-use"),
+        ("焦点损失函数", "glossary"),  # no such indexed word: split into 焦点损失 + 函数
+        ("softmax", "how-to-use"),
+        ("reproducibility", "how-to-use"),
+    ],
+)
+def test_search_finds_chinese_phrases_and_english_words(server, visit, query, expected_page):
+    page = visit().new_page()
+    page.goto(f"{server}/search.html?q={quote(query)}", wait_until="networkidle")
+    page.wait_for_function("document.querySelector('#search-results p.search-summary') !== null "
+                           "&& !document.querySelector('#search-results p.search-summary').textContent.includes('Preparing')",
+                           timeout=15000)
+    links = page.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.getAttribute('href'))")
+    assert any(expected_page in (href or "") for href in links), (query, links)
+
+
+def test_search_for_absent_word_finds_nothing(server, visit):
+    page = visit().new_page()
+    page.goto(f"{server}/search.html?q={quote('量子纠缠')}", wait_until="networkidle")
+    page.wait_for_function("document.querySelector('#search-results p.search-summary') !== null", timeout=15000)
+    assert page.locator("#search-results ul.search li").count() == 0

@@ -1,0 +1,117 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dlkb.data import load_digits, make_loader
+from dlkb.train import History, accuracy, evaluate, fit, format_seconds, predict, train_epoch
+from dlkb.utils import set_seed
+
+
+def _digits_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def test_fit_learns_digits_and_records_history(capsys):
+    set_seed(0)
+    d = load_digits()
+    train, test = d.loaders(batch_size=64, seed=0)
+    model = _digits_model()
+    history = fit(model, train, epochs=12, val_loader=test, optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    assert history.epochs == 12 and len(history.val_acc) == 12 and len(history.seconds) == 12
+    assert history.val_acc[-1] > 0.9 > history.val_acc[0] - 0.5
+    assert history.train_loss[-1] < history.train_loss[0]
+    # At most max_lines (5) progress lines, the last epoch always among them, no times.
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) <= 5 and lines[-1].startswith("epoch 12/12")
+    assert "⏱" not in "".join(lines) and " s" not in lines[-1].replace(" s ", "")
+    loss, acc = evaluate(model, test)
+    assert acc == pytest.approx(history.val_acc[-1])
+    assert loss == pytest.approx(history.val_loss[-1])
+
+
+def test_fit_is_reproducible_with_a_seed(capsys):
+    d = load_digits()
+    runs = []
+    for _ in range(2):
+        set_seed(7)
+        model = _digits_model()
+        train, _ = d.loaders(batch_size=128, seed=7)
+        runs.append(fit(model, train, epochs=2, verbose=False).train_loss)
+    assert runs[0] == runs[1]
+
+
+def test_fit_silent_and_line_budget(capsys):
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    loader = make_loader(x, y, batch_size=5)
+    fit(nn.Linear(3, 2), loader, epochs=3, verbose=False)
+    assert capsys.readouterr().out == ""
+    fit(nn.Linear(3, 2), loader, epochs=100, max_lines=4)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [int(l.split()[1].split("/")[0]) for l in lines] == [25, 50, 75, 100]
+
+
+def test_regression_outputs_give_nan_accuracy_and_clipping_works():
+    set_seed(0)
+    x = torch.randn(64, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
+    model = nn.Sequential(nn.Linear(4, 1), nn.Flatten(0))
+    loader = make_loader(x, y, batch_size=16)
+    history = fit(model, loader, epochs=40, loss_fn=nn.functional.mse_loss, clip_grad_norm=1.0, verbose=False,
+                  optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    assert math.isnan(history.train_acc[0])
+    assert history.train_loss[-1] < 1e-2
+
+
+def test_train_epoch_rejects_non_scalar_loss():
+    model = nn.Linear(2, 2)
+    loader = make_loader(torch.randn(4, 2), torch.randint(0, 2, (4,)), batch_size=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    per_sample = lambda out, y: nn.functional.cross_entropy(out, y, reduction="none")  # noqa: E731
+    with pytest.raises(ValueError, match=r"train_epoch: loss_fn must return a scalar; got shape \(2,\)"):
+        train_epoch(model, loader, opt, loss_fn=per_sample)
+
+
+def test_predict_batches_and_restores_mode():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5))
+    model.train()
+    x = torch.randn(1000, 3)
+    out = predict(model, x, batch_size=128)
+    assert out.shape == (1000, 2) and model.training
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(out, model(x))
+
+
+def test_accuracy_and_validation():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"accuracy: expected logits of shape \(N, K\) and target of shape \(N,\); got \(3, 2\) and \(3, 1\)"):
+        accuracy(logits, torch.zeros(3, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"fit: epochs must be a positive int; got 0"):
+        fit(nn.Linear(1, 1), [], epochs=0)
+    with pytest.raises(TypeError, match="fit: model must be an nn.Module; got str"):
+        fit("model", [], epochs=1)
+    with pytest.raises(ValueError, match="train_epoch: loader yielded no batches"):
+        fit(nn.Linear(1, 1), [], epochs=1)
+    with pytest.raises(ValueError, match="fit: clip_grad_norm must be positive or None; got 0"):
+        fit(nn.Linear(1, 1), [], epochs=1, clip_grad_norm=0)
+
+
+def test_history_plot_and_format_seconds():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = History(train_loss=[1.0, 0.5], train_acc=[0.5, 0.7], val_loss=[1.1, 0.6], val_acc=[0.4, 0.6], seconds=[0.1, 0.2])
+    ax = h.plot(metric="acc")
+    assert len(ax.lines) == 2
+    plt.close("all")
+    assert h.total_seconds == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="History.plot: metric must be 'loss' or 'acc'; got 'f1'"):
+        h.plot(metric="f1")
+    assert format_seconds(1.234) == "⏱ 1.23 s"
+    with pytest.raises(ValueError, match="format_seconds: seconds must be a non-negative number; got -1"):
+        format_seconds(-1)
