@@ -12,9 +12,9 @@
    missing (run ``make book``, which copies MathJax from the npm registry package).
 4. Offline Chinese text: after the HTML build, the CJK font that figures use
    (Noto Sans SC, SIL Open Font License) is cut down to the characters the book
-   uses and written as ``_static/fonts/book-cjk.woff2``; ``book.css`` lists it after
-   the usual system CJK fonts, so a browser downloads it only when the reader's
-   machine has no Chinese font. Nothing is fetched from a font CDN.
+   uses and written as ``_static/fonts/book-cjk.woff2``; ``book.css`` serves it for CJK
+   code points only, after trying the usual installed CJK fonts by name, so a browser
+   downloads it only when the reader's machine has none. No font CDN is involved.
 """
 
 from __future__ import annotations

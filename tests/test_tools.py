@@ -71,3 +71,19 @@ def test_glossary_terms_parse_table_rows(tmp_path):
         encoding="utf-8",
     )
     assert bookext.glossary_terms(page) == ["中文", "损失函数", "相对熵", "KL散度"]
+
+
+def test_nbval_sanitizers_touch_only_volatile_text():
+    import configparser
+    import re
+    from pathlib import Path
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).with_name("nbval_sanitize.cfg"), encoding="utf-8")
+    patterns = [re.compile(config[s]["regex"]) for s in config.sections()]
+    volatile = ["<Figure size 600x360 with 1 Axes>", "<object at 0x7f3a2b1c>", "12.34 s (wall clock)"]
+    stable = ["loss 0.1234 acc 97.5%", "took 3 s", "0x1F", "<Figure>", "1000.4076", "epoch 5/20"]
+    for text in volatile:
+        assert any(p.search(text) for p in patterns), text
+    for text in stable:
+        assert not any(p.search(text) for p in patterns), text
