@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torchvision
@@ -109,7 +107,7 @@ def test_conv2d_errors():
         cnn.conv2d(x, weight, padding="same", stride=2)
     with pytest.raises(ValueError, match="conv2d: groups must be >= 1; got 0"):
         cnn.conv2d(x, weight, groups=0)
-    with pytest.raises(ValueError, match=r"conv2d: padded input \(5, 5\) is smaller than the dilated kernel \(5, 5\)|smaller than the dilated kernel"):
+    with pytest.raises(ValueError, match=r"conv2d: padded input \(5, 5\) is smaller than the dilated kernel \(7, 7\)"):
         cnn.conv2d(x, weight, dilation=3)
 
 
@@ -221,7 +219,7 @@ def test_output_size_errors():
 
 def measured_field(layers, size=64):
     """Receptive field of the centre output unit, measured with autograd on real layers."""
-    mods = [nn.Conv2d(1, 1, k, s, dilation=(l[2] if len(l) == 3 else 1), bias=False) for l in layers for k, s in [l[:2]]]
+    mods = [nn.Conv2d(1, 1, layer[0], layer[1], dilation=layer[2] if len(layer) == 3 else 1, bias=False) for layer in layers]
     for m in mods:
         nn.init.constant_(m.weight, 1.0)
     x = torch.ones(1, 1, size, size, requires_grad=True)
@@ -273,19 +271,21 @@ def test_depthwise_separable_matches_two_torch_convs_and_counts_parameters():
     torch.manual_seed(0)
     m = cnn.DepthwiseSeparableConv2d(4, 6, 3, stride=2, padding=1).double()
     assert sum(p.numel() for p in m.parameters()) == 4 * 3 * 3 + 4 * 6
+    assert sorted(m.state_dict()) == ["depthwise.weight", "pointwise.weight"]  # no biases
+    assert m.depthwise.groups == 4 and m.pointwise.kernel_size == (1, 1)
     ref = nn.Sequential(
         nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4, bias=False), nn.Conv2d(4, 6, 1, bias=False)
     ).double()
     with torch.no_grad():
-        ref[0].weight.copy_(m.depthwise_weight)
-        ref[1].weight.copy_(m.pointwise_weight)
+        ref[0].weight.copy_(m.depthwise.weight)
+        ref[1].weight.copy_(m.pointwise.weight)
     x = noncontig(2, 4, 9, 7, seed=1)
     y = m(x)
     assert y.shape == (2, 6, 5, 4)
     torch.testing.assert_close(y, ref(x))
     m2 = cnn.DepthwiseSeparableConv2d(3, 5, (3, 1))
     assert sum(p.numel() for p in m2.parameters()) == 3 * 3 + 3 * 5
-    assert m(x.requires_grad_()).sum().backward() is None and m.depthwise_weight.grad is not None
+    assert m(x.requires_grad_()).sum().backward() is None and m.depthwise.weight.grad is not None
 
 
 def test_depthwise_separable_errors():
@@ -295,7 +295,7 @@ def test_depthwise_separable_errors():
         cnn.DepthwiseSeparableConv2d(2, 4.0, 3)
     with pytest.raises(ValueError, match="DepthwiseSeparableConv2d: kernel_size must be >= 1; got 0"):
         cnn.DepthwiseSeparableConv2d(2, 4, 0)
-    with pytest.raises(ValueError, match="conv2d: in_channels 3 must be divisible by groups 2|weight must have shape"):
+    with pytest.raises(ValueError, match="conv2d: in_channels 3 must be divisible by groups 2"):
         cnn.DepthwiseSeparableConv2d(2, 4, 3)(torch.zeros(1, 3, 5, 5))
 
 
@@ -587,4 +587,3 @@ def test_public_api_is_exactly_the_issue():
         "conv2d", "conv_transpose2d", "conv_output_size", "conv_transpose_output_size", "receptive_field",
         "DepthwiseSeparableConv2d", "deform_conv2d", "batch_norm", "layer_norm", "instance_norm", "group_norm", "dropout",
     }
-    assert math.isclose(1.0, 1.0)

@@ -20,7 +20,6 @@ Chollet 2017 and Howard et al. 2017 (depthwise separable convolution); Dai et al
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -809,12 +808,18 @@ class DepthwiseSeparableConv2d(nn.Module):
     Replaces a standard k×k convolution with C_in·k² + C_in·C_out parameters instead
     of C_in·C_out·k², a ratio of 1/C_out + 1/k² (Howard et al. 2017, Eq. (5);
     Chollet 2017). No biases, as in MobileNet (a BatchNorm usually follows each part).
+    The two ``nn.Conv2d`` sub-modules only hold the weights (and their default
+    initialization); :meth:`forward` runs them through :func:`conv2d`.
 
     Args:
         in_channels: C_in.
         out_channels: C_out.
         kernel_size: k (int or pair) of the depthwise part.
         stride, padding: of the depthwise part (the 1×1 part uses 1 and 0).
+
+    Attributes:
+        depthwise (nn.Conv2d): weight Tensor[C_in, 1, kh, kw], ``groups = C_in``.
+        pointwise (nn.Conv2d): weight Tensor[C_out, C_in, 1, 1].
 
     Shape:
         Tensor[N, C_in, H, W] → Tensor[N, C_out, Ho, Wo].
@@ -827,19 +832,13 @@ class DepthwiseSeparableConv2d(nn.Module):
         caller = "DepthwiseSeparableConv2d"
         cin = _int("in_channels", in_channels, caller=caller, minimum=1)
         cout = _int("out_channels", out_channels, caller=caller, minimum=1)
-        kh, kw = _pair("kernel_size", kernel_size, caller=caller, minimum=1)
-        self.stride = _pair("stride", stride, caller=caller, minimum=1)
-        self.padding = _pair("padding", padding, caller=caller, minimum=0)
-        self.depthwise_weight = nn.Parameter(torch.empty(cin, 1, kh, kw))  # [C_in, 1, kh, kw], groups = C_in
-        self.pointwise_weight = nn.Parameter(torch.empty(cout, cin, 1, 1))  # [C_out, C_in, 1, 1]
-        for weight in (self.depthwise_weight, self.pointwise_weight):
-            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # nn.Conv2d's default initialization
+        kernel_size = _pair("kernel_size", kernel_size, caller=caller, minimum=1)
+        stride = _pair("stride", stride, caller=caller, minimum=1)
+        padding = _pair("padding", padding, caller=caller, minimum=0)
+        self.depthwise = nn.Conv2d(cin, cin, kernel_size, stride, padding, groups=cin, bias=False)
+        self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cin = self.depthwise_weight.shape[0]
-        y = conv2d(x, self.depthwise_weight, stride=self.stride, padding=self.padding, groups=cin)
-        return conv2d(y, self.pointwise_weight)
-
-    def extra_repr(self) -> str:
-        cin, _, kh, kw = self.depthwise_weight.shape
-        return f"{cin}, {self.pointwise_weight.shape[0]}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}"
+        dw = self.depthwise
+        y = conv2d(x, dw.weight, stride=dw.stride, padding=dw.padding, groups=dw.groups)  # [N, C_in, Ho, Wo]
+        return conv2d(y, self.pointwise.weight)  # [N, C_out, Ho, Wo]
