@@ -11,9 +11,10 @@ width, Ho, Wo output height and width, kh, kw kernel height and width, K = kh·k
 kernel positions, L = Ho·Wo output positions, G groups.
 
 Papers: LeCun et al. 1998 (convolutional networks); Dumoulin & Visin 2016 (convolution
-arithmetic, transposed convolution); Luo et al. 2016 (effective receptive field);
+arithmetic, transposed convolution); Araujo et al. 2019 (receptive-field arithmetic);
+Luo et al. 2016 (effective receptive field);
 Chollet 2017 and Howard et al. 2017 (depthwise separable convolution); Dai et al. 2017
-(deformable convolution); Ioffe & Szegedy 2015 (batch normalization); Ba et al. 2016
+and Zhu et al. 2019 (deformable convolution v1, v2); Ioffe & Szegedy 2015 (batch normalization); Ba et al. 2016
 (layer normalization); Ulyanov et al. 2016 (instance normalization); Wu & He 2018
 (group normalization); Srivastava et al. 2014 (dropout).
 """
@@ -165,7 +166,8 @@ def conv_transpose_output_size(
     .. math::
         o = (i - 1)\,s - 2p + d(k - 1) + \text{output\_padding} + 1
 
-    (Dumoulin & Visin 2016, relationship 14; the formula of ``nn.ConvTranspose2d``).
+    (Dumoulin & Visin 2016, relationship 14, with the dilation term of
+    ``nn.ConvTranspose2d``).
     It inverts :func:`conv_output_size`: a convolution with the same ``k, s, p, d``
     maps ``o`` back to ``i``. Because that convolution floors, ``s`` different input
     lengths map to the same ``i``; ``output_padding`` (< ``max(s, d)``) picks one.
@@ -211,7 +213,9 @@ def receptive_field(layers: Sequence[tuple[int, ...]]) -> int:
     .. math::
         r_0 = 1, \qquad r_l = r_{l-1} + d_l (k_l - 1)\, j_l
 
-    (Dumoulin & Visin 2016; Luo et al. 2016, Sec. 2). Two 3×3 layers give 5 and
+    (Araujo et al. 2019, "Computing receptive fields of convolutional neural
+    networks", Distill; see Luo et al. 2016 for how unevenly the pixels inside the
+    field matter). Two 3×3 layers give 5 and
     three give 7, the fields of one 5×5 or 7×7 layer (Simonyan & Zisserman 2015).
 
     Args:
@@ -455,8 +459,8 @@ def deform_conv2d(
     .. math::
         y(p_0) = \sum_{k=1}^{K} w_k \, m_k\, x(p_0 + p_k + \Delta p_k)
 
-    (Dai et al. 2017, Eq. (2) and (3); :math:`m_k` is the mask of DCNv2, 1 when
-    ``mask`` is ``None``). Same layout as ``torchvision.ops.deform_conv2d``: offset
+    (Dai et al. 2017, Eq. (2) and (3); :math:`m_k` is the modulation mask of
+    Zhu et al. 2019, Eq. (1), taken as 1 when ``mask`` is ``None``). Same layout as ``torchvision.ops.deform_conv2d``: offset
     channels are ``(dy, dx)`` pairs for each kernel tap in row-major order, repeated
     for each of G offset groups (G = offset.shape[1] / (2·kh·kw)); the weight groups
     are ``C / weight.shape[1]``.
