@@ -492,6 +492,10 @@ def test_instance_norm_noncontiguous_gradcheck_and_errors():
     assert torch.autograd.gradcheck(cnn.instance_norm, (randn(2, 2, 3, 3, requires_grad=True),))
     with pytest.raises(ValueError, match=r"instance_norm: x must have shape \(N, C, \*spatial\)"):
         cnn.instance_norm(randn(2, 3))
+    with pytest.raises(ValueError, match=r"instance_norm: needs more than 1 spatial element per channel; got input of shape \(2, 3, 1, 1\)"):
+        cnn.instance_norm(randn(2, 3, 1, 1))
+    with pytest.raises(ValueError, match="Expected more than 1 spatial element"):
+        F.instance_norm(randn(2, 3, 1, 1))  # the reference refuses it too
     with pytest.raises(TypeError, match="instance_norm: x must be Tensor; got list"):
         cnn.instance_norm([1.0])
 
@@ -518,6 +522,11 @@ def test_group_norm_special_cases_noncontiguous_gradcheck_and_errors():
         cnn.group_norm(x, 0)
     with pytest.raises(ValueError, match=r"group_norm: bias must have shape \(4,\); got \(2,\)"):
         cnn.group_norm(x, 2, None, randn(2))
+    with pytest.raises(ValueError, match=r"group_norm: a single sample needs more than 1 value per group; got input of shape \(1, 4\) with num_groups 4"):
+        cnn.group_norm(randn(1, 4), 4)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        F.group_norm(randn(1, 4), 4)  # the reference refuses it too
+    torch.testing.assert_close(cnn.group_norm(randn(2, 4), 4), F.group_norm(randn(2, 4), 4))  # both allow N > 1
     with pytest.raises(ValueError, match=r"group_norm: x must have shape \(N, C, \*\)"):
         cnn.group_norm(randn(4), 2)
 

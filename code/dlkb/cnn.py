@@ -21,6 +21,7 @@ and Zhu et al. 2019 (deformable convolution v1, v2); Ioffe & Szegedy 2015 (batch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -706,6 +707,8 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     if x.ndim < 3:
         raise ValueError(f"{caller}: x must have shape (N, C, *spatial) with at least one spatial dimension; got {tuple(x.shape)}")
     eps = _eps(eps, caller)
+    if math.prod(x.shape[2:]) == 1:  # as F.instance_norm: one value normalizes to 0
+        raise ValueError(f"{caller}: needs more than 1 spatial element per channel; got input of shape {tuple(x.shape)}")
     dims = tuple(range(2, x.ndim))
     mean = x.mean(dim=dims, keepdim=True)
     var = x.var(dim=dims, keepdim=True, correction=0)
@@ -748,6 +751,8 @@ def group_norm(
     if c % g:
         raise ValueError(f"{caller}: channels {c} must be divisible by num_groups {g}")
     eps = _eps(eps, caller)
+    if n * (c // g) * math.prod(x.shape[2:]) == 1:  # the same (narrow) rule as F.group_norm
+        raise ValueError(f"{caller}: a single sample needs more than 1 value per group; got input of shape {tuple(x.shape)} with num_groups {g}")
     _optional_shape("weight", weight, (c,), x, caller=caller)
     _optional_shape("bias", bias, (c,), x, caller=caller)
     xg = x.reshape(n, g, -1)  # [N, G, C/G * H * W]
