@@ -427,3 +427,32 @@ def test_max_unpool2d_bad_inputs(generator):
         P.max_unpool2d(y, idx, 2, output_size=(4,))
     with pytest.raises(ValueError, match=r"max_unpool2d: kernel_size must be at least 1; got 0"):
         P.max_unpool2d(y, idx, 0)
+
+
+# --------------------------------------------------------------------------- ties
+
+
+def test_gradients_follow_the_reference_when_values_tie(generator):
+    # Integer-valued maps (like ReLU outputs or quantized images) have many equal maxima;
+    # the gradient must go to the same one as the library's (first in row-major order).
+    x = torch.randint(0, 3, (2, 3, 9, 7), generator=generator).float()
+    boxes = torch.tensor([[0, 0.0, 0.0, 6.0, 8.0], [1, -1.5, 1.2, 4.4, 7.9], [1, 2.0, 3.0, 9.0, 4.0]])
+    cases = [
+        (lambda t: P.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
+        (lambda t: P.spatial_pyramid_pool(t, (1, 2, 3, 5)), lambda t: _spp_reference(t, (1, 2, 3, 5), "max")),
+        (lambda t: P.roi_pool(t, boxes, (3, 2)), lambda t: ops.roi_pool(t, boxes, (3, 2))),
+    ]
+    for ours_fn, ref_fn in cases:
+        ours_in, ref_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ours, ref = ours_fn(ours_in), ref_fn(ref_in)
+        torch.testing.assert_close(ours, ref)
+        weight = torch.randn(ours.shape, generator=generator)
+        (ours * weight).sum().backward()
+        (ref * weight).sum().backward()
+        torch.testing.assert_close(ours_in.grad, ref_in.grad)
+
+
+def test_max_over_bins_propagates_nan():
+    x = torch.tensor([[[[1.0, float("nan")], [0.0, 2.0]]]])
+    assert P.spatial_pyramid_pool(x, (1,)).isnan().all()
+    assert F.adaptive_max_pool2d(x, 1).isnan().all()

@@ -8,15 +8,13 @@ pooled output, k a window (kernel) size, s a stride, p a padding.
 Every function takes ``x`` as Tensor[N, C, H, W] of floating point and equals a
 library function, which the tests and the chapter check it against:
 
-=====================  ==========================================================
-``max_pool2d``         ``torch.nn.functional.max_pool2d``
-``avg_pool2d``         ``torch.nn.functional.avg_pool2d`` (``count_include_pad=True``)
-``spatial_pyramid_pool`` ``F.adaptive_max_pool2d`` / ``F.adaptive_avg_pool2d`` per level, concatenated
-``roi_pool``           ``torchvision.ops.roi_pool``
-``roi_align``          ``torchvision.ops.roi_align``
-``stochastic_pool2d``  no library version; the formulas of Zeiler & Fergus (2013)
-``max_unpool2d``       ``torch.nn.functional.max_unpool2d``
-=====================  ==========================================================
+- ``max_pool2d``: ``torch.nn.functional.max_pool2d``;
+- ``avg_pool2d``: ``torch.nn.functional.avg_pool2d`` (``count_include_pad=True``);
+- ``spatial_pyramid_pool``: ``F.adaptive_max_pool2d`` / ``F.adaptive_avg_pool2d`` per level, concatenated;
+- ``roi_pool``: ``torchvision.ops.roi_pool``;
+- ``roi_align``: ``torchvision.ops.roi_align``;
+- ``stochastic_pool2d``: no library version; the formulas of Zeiler & Fergus (2013);
+- ``max_unpool2d``: ``torch.nn.functional.max_unpool2d``.
 
 Papers: LeCun et al. 1998 (subsampling layers); Krizhevsky et al. 2012 (overlapping
 pooling, Sec. 3.4); Lin et al. 2014 (global average pooling, Sec. 3.2); He et al.
@@ -184,6 +182,36 @@ def avg_pool2d(
 # --------------------------------------------------------------------------- spatial pyramid
 
 
+def _max_over_bins(
+    feats: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, empty: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Maximum of ``feats`` (Tensor[B, C, H, W]) over rectangular bins, as the C++ kernels compute it.
+
+    Bin ``(i, j)`` holds the rows where ``rows[b, i]`` (Tensor[B or 1, h, H], bool) and the columns
+    where ``cols[b, j]`` (Tensor[B or 1, w, W], bool) are True. The maximum of a rectangle is the
+    maximum over its columns of the column maxima, so no (bin x position) mask is ever built. The
+    output is gathered from the first maximum in row-major order, as the loops of
+    ``F.adaptive_max_pool2d`` and ``torchvision.ops.roi_pool`` pick it, so that the gradient goes
+    to the same position even when several values tie. Bins marked in ``empty`` (Tensor[B, h, w])
+    give 0. Returns Tensor[B, C, h, w].
+    """
+    B, C, H, W = feats.shape
+    neg_inf = torch.tensor(-math.inf, dtype=feats.dtype, device=feats.device)
+    masked = torch.where(rows[:, None, :, :, None], feats[:, :, None], neg_inf)  # [B, C, h, H, W]
+    col_max, col_row = masked.max(dim=3)  # [B, C, h, W]: max of each column in each row bin, first row
+    in_bin = cols[:, None, None]  # [B or 1, 1, 1, w, W]
+    cand = torch.where(in_bin, col_max[:, :, :, None], neg_inf)  # [B, C, h, w, W]
+    best = cand.max(dim=4).values  # [B, C, h, w], the bin maxima
+    ties = in_bin & ((cand == best[..., None]) | cand.isnan())  # [B, C, h, w, W], columns reaching the maximum
+    row = torch.where(ties, col_row[:, :, :, None], H).min(dim=4).values  # [B, C, h, w], its first row
+    col = (ties & (col_row[:, :, :, None] == row[..., None])).to(torch.uint8).argmax(dim=4)  # first column there
+    flat = (row.clamp(max=H - 1) * W + col).flatten(2)  # [B, C, h * w], in range even for empty bins
+    out = feats.reshape(B, C, H * W).gather(2, flat).reshape(best.shape)  # [B, C, h, w]
+    if empty is not None:
+        out = torch.where(empty[:, None], torch.zeros((), dtype=feats.dtype, device=feats.device), out)
+    return out
+
+
 def _adaptive_bins(size: int, n: int, device: torch.device) -> torch.Tensor:
     r"""Membership matrix Tensor[n, size] of adaptive bins: bin ``i`` covers
     :math:`[\lfloor i\,a/n \rfloor, \lceil (i+1)\,a/n \rceil)` of an axis of length ``a``."""
@@ -203,11 +231,7 @@ def _adaptive_pool2d(x: torch.Tensor, n: int, mode: str) -> torch.Tensor:
         r = rows.to(x.dtype) / rows.sum(1, keepdim=True)  # [n, H], each row averages its bin
         c = cols.to(x.dtype) / cols.sum(1, keepdim=True)  # [n, W]
         return torch.einsum("ih,nchw,jw->ncij", r, x, c)  # [N, C, n, n]
-    # A maximum over a rectangle is a maximum over its rows of the maxima over its columns.
-    neg_inf = torch.tensor(-math.inf, dtype=x.dtype, device=x.device)
-    by_row = torch.where(rows[:, :, None], x[:, :, None], neg_inf).max(dim=3).values  # [N, C, n, W]
-    by_col = torch.where(cols[None], by_row[:, :, :, None], neg_inf)  # [N, C, n, n, W]
-    return by_col.max(dim=4).values  # [N, C, n, n]
+    return _max_over_bins(x, rows[None], cols[None])  # [N, C, n, n]
 
 
 def spatial_pyramid_pool(x: torch.Tensor, levels: Sequence[int] = (1, 2, 4), mode: str = "max") -> torch.Tensor:
@@ -298,17 +322,6 @@ def _check_scale(spatial_scale: object, caller: str) -> float:
 def _round_half_away(v: torch.Tensor) -> torch.Tensor:
     """C's ``round``: halves go away from zero (``torch.round`` rounds halves to even)."""
     return torch.sign(v) * torch.floor(v.abs() + 0.5)
-
-
-def _max_over_bins(
-    feats: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, empty: torch.Tensor
-) -> torch.Tensor:
-    """Max of ``feats`` (Tensor[K, C, H, W]) over the bins given by masks ``rows``
-    (Tensor[K, h, H]) and ``cols`` (Tensor[K, w, W]); ``empty`` (Tensor[K, h, w]) bins give 0."""
-    neg_inf = torch.tensor(-math.inf, dtype=feats.dtype, device=feats.device)
-    by_row = torch.where(rows[:, None, :, :, None], feats[:, :, None], neg_inf).max(dim=3).values  # [K, C, h, W]
-    by_col = torch.where(cols[:, None, None], by_row[:, :, :, None], neg_inf).max(dim=4).values  # [K, C, h, w]
-    return torch.where(empty[:, None], torch.zeros((), dtype=feats.dtype, device=feats.device), by_col)
 
 
 def roi_pool(
