@@ -93,6 +93,8 @@ def test_pool2d_bad_inputs(name):
         fn(torch.zeros(1, 1, 4, 4, dtype=torch.long), 2)
     with pytest.raises(TypeError, match=rf"{name}: kernel_size must be an int or a pair of ints; got 2.0"):
         fn(x, 2.0)
+    with pytest.raises(ValueError, match=rf"{name}: x must have H >= 1 and W >= 1; got shape \(1, 1, 0, 4\)"):
+        fn(torch.zeros(1, 1, 0, 4), 1)
     with pytest.raises(ValueError, match=rf"{name}: kernel_size must be at least 1; got \(0, 2\)"):
         fn(x, (0, 2))
     with pytest.raises(ValueError, match=rf"{name}: stride must be at least 1; got 0"):
@@ -147,7 +149,7 @@ def test_spatial_pyramid_pool_bad_inputs():
     x = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match=r"spatial_pyramid_pool: x must be a 4-D tensor"):
         P.spatial_pyramid_pool(torch.zeros(1, 4, 4))
-    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: x must have H, W >= 1; got shape \(1, 1, 0, 4\)"):
+    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: x must have H >= 1 and W >= 1; got shape \(1, 1, 0, 4\)"):
         P.spatial_pyramid_pool(torch.zeros(1, 1, 0, 4))
     with pytest.raises(TypeError, match=r"spatial_pyramid_pool: levels must be a tuple or list of ints; got 4"):
         P.spatial_pyramid_pool(x, 4)

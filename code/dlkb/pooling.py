@@ -27,6 +27,7 @@ with switches / pooling indices).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -58,18 +59,20 @@ def _check_input(x: object, caller: str, name: str = "x") -> None:
         raise ValueError(f"{caller}: {name} must be a 4-D tensor (N, C, H, W); got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{caller}: {name} must have a floating-point dtype; got {x.dtype}")
+    if x.shape[-2] == 0 or x.shape[-1] == 0:
+        raise ValueError(f"{caller}: {name} must have H >= 1 and W >= 1; got shape {tuple(x.shape)}")
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _pair(value: object, name: str, caller: str, *, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each at least ``minimum``, as ``(height, width)``."""
     if _is_int(value):
-        pair = (value, value)
+        pair = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
-        pair = (value[0], value[1])
+        pair = (int(value[0]), int(value[1]))
     else:
         raise TypeError(f"{caller}: {name} must be an int or a pair of ints; got {value!r}")
     if min(pair) < minimum:
@@ -189,7 +192,8 @@ def _max_over_bins(
 
     Bin ``(i, j)`` holds the rows where ``rows[b, i]`` (Tensor[B or 1, h, H], bool) and the columns
     where ``cols[b, j]`` (Tensor[B or 1, w, W], bool) are True. The maximum of a rectangle is the
-    maximum over its columns of the column maxima, so no (bin x position) mask is ever built. The
+    maximum over its columns of the column maxima, so one bin axis is expanded at a time
+    ([B, C, h, H, W], then [B, C, h, w, W]) instead of a [B, C, h, w, H, W] mask. The
     output is gathered from the first maximum in row-major order, as the loops of
     ``F.adaptive_max_pool2d`` and ``torchvision.ops.roi_pool`` pick it, so that the gradient goes
     to the same position even when several values tie. Bins marked in ``empty`` (Tensor[B, h, w])
@@ -263,8 +267,6 @@ def spatial_pyramid_pool(x: torch.Tensor, levels: Sequence[int] = (1, 2, 4), mod
         ValueError: ``x`` not 4-D or empty, ``levels`` empty or not positive, or an unknown ``mode``.
     """
     _check_input(x, "spatial_pyramid_pool")
-    if x.shape[-2] == 0 or x.shape[-1] == 0:
-        raise ValueError(f"spatial_pyramid_pool: x must have H, W >= 1; got shape {tuple(x.shape)}")
     if not isinstance(levels, (tuple, list)) or not all(_is_int(n) for n in levels):
         raise TypeError(f"spatial_pyramid_pool: levels must be a tuple or list of ints; got {levels!r}")
     if len(levels) == 0 or min(levels) < 1:
@@ -597,7 +599,7 @@ def max_unpool2d(
             raise TypeError(
                 f"max_unpool2d: output_size must be (H_out, W_out) or (N, C, H_out, W_out) ints; got {output_size!r}"
             )
-        size = (output_size[-2], output_size[-1])
+        size = (int(output_size[-2]), int(output_size[-1]))
         for d in range(2):
             if not default[d] - s[d] < size[d] < default[d] + s[d]:
                 raise ValueError(
