@@ -115,6 +115,13 @@ def test_mixup_formula_with_index_and_soft_labels():
     torch.testing.assert_close(y_m.sum(dim=1), torch.ones(5, dtype=torch.float64))  # still distributions
 
 
+def test_mixup_and_cutmix_accept_a_beta_draw_as_lam():
+    x, _, y = _batch()
+    lam = torch.distributions.Beta(torch.tensor([0.4]), torch.tensor([0.4])).sample()  # shape (1,)
+    torch.testing.assert_close(mixup(x, y, lam), mixup(x, y, float(lam)))
+    torch.testing.assert_close(cutmix(x, y, lam, generator=_gen(1)), cutmix(x, y, float(lam), generator=_gen(1)))
+
+
 def test_mixup_default_pairs_i_with_i_minus_1_and_endpoints():
     x, _, y = _batch(n=4)
     x_m, _ = mixup(x, y, 0.0)
@@ -146,8 +153,10 @@ def test_mixup_bad_inputs():
         mixup(x, y, -0.1)
     with pytest.raises(ValueError, match=r"mixup: lam must be in \[0, 1\]; got nan"):
         mixup(x, y, float("nan"))
-    with pytest.raises(TypeError, match=r"mixup: lam must be a real number; got Tensor"):
-        mixup(x, y, torch.tensor(0.5))
+    with pytest.raises(TypeError, match=r"mixup: lam must be a real number or a one-element tensor; got shape \(2,\)"):
+        mixup(x, y, torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match=r"mixup: lam must be in \[0, 1\]; got 3.0"):
+        mixup(x, y, torch.tensor(3.0))
     with pytest.raises(ValueError, match=r"mixup: y must be one-hot or soft labels of shape \(N, K\); got shape \(6,\)"):
         mixup(x, y_idx, 0.5)
     with pytest.raises(ValueError, match=r"mixup: y must have the batch size of x \(6\); got 5"):

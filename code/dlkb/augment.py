@@ -49,6 +49,10 @@ def _check_real(name: str, value: object, *, caller: str) -> float:
 
 
 def _check_lam(lam: object, *, caller: str) -> float:
+    if isinstance(lam, torch.Tensor):  # e.g. a draw of torch.distributions.Beta
+        if lam.numel() != 1:
+            raise TypeError(f"{caller}: lam must be a real number or a one-element tensor; got shape {tuple(lam.shape)}")
+        lam = lam.item()
     lam = _check_real("lam", lam, caller=caller)
     if not 0.0 <= lam <= 1.0:  # also refuses NaN
         raise ValueError(f"{caller}: lam must be in [0, 1]; got {lam}")
@@ -170,7 +174,8 @@ def mixup(
         x (Tensor[N, ...]): floating-point batch (images ``(N, C, H, W)`` or features).
         y (Tensor[N, K]): one-hot or soft labels (integer one-hot labels are converted
             to ``x.dtype``).
-        lam: mixing weight :math:`\lambda \in [0, 1]` of the sample itself.
+        lam: mixing weight :math:`\lambda \in [0, 1]` of the sample itself (a number or
+            a one-element tensor; no gradient flows through it).
         index (Tensor[N], optional): partner of each sample. Default pairs sample
             ``i`` with ``i - 1`` (sample 0 with the last), exactly as
             ``torchvision.transforms.v2.MixUp`` (``x.roll(1, 0)``); pass
@@ -226,7 +231,8 @@ def cutmix(
         y (Tensor[N, K]): one-hot or soft labels (integer one-hot labels are converted
             to ``x.dtype``).
         lam: :math:`\lambda \in [0, 1]`, the intended fraction of each image that is
-            kept (in training drawn from :math:`\mathrm{Beta}(\alpha, \alpha)`).
+            kept (in training drawn from :math:`\mathrm{Beta}(\alpha, \alpha)`); a number or
+            a one-element tensor.
         index (Tensor[N], optional): partner of each sample; default ``i - 1``
             (``roll(1, 0)``) as in torchvision.
         generator: source of randomness for the box centre (default: torch's global one).
