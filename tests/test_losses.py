@@ -562,3 +562,39 @@ def test_class_vector_and_smoothing_validation():
 def test_overlap_losses_need_a_batch_dimension():
     with pytest.raises(ValueError, match=r"dice_loss: logits must have a batch dimension"):
         L.dice_loss(torch.tensor(0.0), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0])
+def test_focal_losses_saturated_logits_have_finite_gradients(gamma):
+    z0 = torch.tensor([100.0, -100.0, 100.0, -100.0, 30.0, 0.0])
+    t = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    ours, ref = z0.clone().requires_grad_(), z0.clone().requires_grad_()
+    loss = L.sigmoid_focal_loss(ours, t, gamma=gamma, reduction="none")
+    reference = tv_sigmoid_focal_loss(ref, t, gamma=gamma, reduction="none")
+    torch.testing.assert_close(loss, reference)
+    loss.sum().backward()
+    reference.sum().backward()
+    assert torch.isfinite(ours.grad).all()  # torchvision itself gives NaN here for gamma < 1
+    finite = torch.isfinite(ref.grad)
+    torch.testing.assert_close(ours.grad[finite], ref.grad[finite])
+    z = torch.tensor([[100.0, -100.0, 0.0], [-100.0, 100.0, -100.0], [100.0, -100.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 1, 1])
+    out = L.softmax_focal_loss(z, y, gamma=gamma, reduction="none")
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(z.grad).all()
+    assert out[2].item() == pytest.approx(200.0, rel=1e-5)  # confidently wrong: (1 - p_y)^gamma = 1
+
+
+def test_empty_batches_follow_the_reference():
+    e = torch.zeros(0, 3)
+    assert torch.isnan(L.rmse_loss(e, e)) and torch.isnan(F.mse_loss(e, e).sqrt())
+    assert torch.isnan(L.mse_loss(e, e)) and L.mse_loss(e, e, reduction="sum").item() == 0.0
+    z, y = torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
+    assert torch.isnan(L.cross_entropy(z, y)) and torch.isnan(F.cross_entropy(z, y))
+    assert L.dice_loss(torch.zeros(0, 2, 2), torch.zeros(0, 2, 2), reduction="none").shape == (0,)
+    assert L.iou_loss(torch.zeros(0, 2, 2), torch.zeros(0, 2, 2), reduction="sum").item() == 0.0
+    torch.testing.assert_close(
+        L.dice_loss(torch.tensor([3.0, -2.0]), torch.tensor([1.0, 0.0]), reduction="none"),
+        torch.stack([1 - (2 * torch.sigmoid(torch.tensor(3.0)) + 1) / (torch.sigmoid(torch.tensor(3.0)) + 2),
+                     1 - 1 / (torch.sigmoid(torch.tensor(-2.0)) + 1)]),
+    )

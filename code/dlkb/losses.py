@@ -236,7 +236,7 @@ def rmse_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mse = mse_loss(input, target)
     positive = mse > 0
     safe = torch.where(positive, mse, torch.ones_like(mse))  # never sqrt(0) on the graph
-    return torch.where(positive, safe.sqrt(), torch.zeros_like(mse))
+    return torch.where(positive, safe.sqrt(), mse)  # mse is 0 there (NaN stays NaN)
 
 
 def smooth_l1_loss(
@@ -438,6 +438,9 @@ def sigmoid_focal_loss(
     y = target.to(logits.dtype)
     ce = -(y * torch.nn.functional.logsigmoid(logits) + (1.0 - y) * torch.nn.functional.logsigmoid(-logits))
     one_minus_p_t = torch.sigmoid(logits) * (1.0 - y) + torch.sigmoid(-logits) * y  # 1 − p_t
+    # Floor at the smallest normal float: (1 − p_t)^γ then has a finite derivative even
+    # when 1 − p_t rounds to 0 (saturated logits, γ < 1); the value changes by < tiny^γ·ce.
+    one_minus_p_t = one_minus_p_t.clamp_min(torch.finfo(one_minus_p_t.dtype).tiny)
     loss = ce * one_minus_p_t**gamma
     if alpha >= 0:
         loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss  # α_t
@@ -476,7 +479,13 @@ def softmax_focal_loss(
     _check_reduction(reduction, caller)
     log_p = torch.log_softmax(_class_dim_last(logits), dim=-1)  # [N, *, K]
     log_p_y = log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)  # [N, *]
-    loss = -log_p_y if gamma == 0 else -((-torch.expm1(log_p_y)) ** gamma) * log_p_y
+    if gamma == 0:
+        loss = -log_p_y
+    else:
+        # 1 − p_y without cancellation, floored at the smallest normal float so that the
+        # derivative of (1 − p_y)^γ stays finite when p_y rounds to 1 (as in sigmoid_focal_loss).
+        one_minus_p_y = (-torch.expm1(log_p_y)).clamp_min(torch.finfo(log_p_y.dtype).tiny)
+        loss = -(one_minus_p_y**gamma) * log_p_y
     if alpha is not None:
         loss = alpha.to(log_p.dtype)[target.long()] * loss
     return _reduce(loss, reduction)
@@ -493,8 +502,9 @@ def _overlap_sums(caller: str, logits: object, target: object, smooth: object, r
         raise ValueError(f"{caller}: logits must have a batch dimension, shape (N, *); got shape ()")
     _check_unit_interval("target", target, caller)
     smooth = _check_number("smooth", smooth, caller)
-    p = torch.sigmoid(logits).reshape(logits.shape[0], -1)  # [N, D]
-    t = target.to(logits.dtype).reshape(target.shape[0], -1)  # [N, D]
+    p = torch.sigmoid(logits)
+    t = target.to(logits.dtype)
+    p, t = (p.flatten(1), t.flatten(1)) if p.ndim > 1 else (p[:, None], t[:, None])  # [N, D]
     return (p * t).sum(dim=1), p.sum(dim=1), t.sum(dim=1), smooth  # each [N]
 
 
