@@ -28,7 +28,7 @@ Papers:
     Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice loss).
     Rahman & Wang, "Optimizing Intersection-over-Union", ISVC 2016 (IoU loss).
     Johnson et al., "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
-    ECCV 2016, Sec. 3.3 (feature reconstruction loss).
+    ECCV 2016, Sec. 3.2 (feature reconstruction loss).
 """
 
 from __future__ import annotations
@@ -553,7 +553,7 @@ def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0,
 
 
 class PerceptualLoss(nn.Module):
-    r"""Feature-space (perceptual) loss, Johnson et al. 2016, Sec. 3.3.
+    r"""Feature-space (perceptual) loss, Johnson et al. 2016, Sec. 3.2.
 
     Both images go through the same frozen feature network; the loss compares the
     outputs of chosen layers instead of pixels:
