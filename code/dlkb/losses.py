@@ -1,0 +1,634 @@
+r"""Loss functions, written from elementary torch operations.
+
+Regression losses (0-1, L1/MAE, MSE, RMSE, smooth L1, Huber), classification losses
+(cross-entropy with class weights and label smoothing, binary cross-entropy on logits,
+sigmoid and softmax focal losses), overlap losses for segmentation (Dice, IoU) and a
+feature-space (perceptual) loss. Each function is checked in ``tests/test_losses.py``
+against the library version (``torch.nn.functional``, ``torchvision.ops``) in value and
+gradient.
+
+Shape letters: N batch, K classes, C channels, H and W height and width, ``*`` any
+number of further dimensions.
+
+Conventions shared by every function:
+
+- ``reduction`` is one of ``"none"`` (per-element or per-sample values), ``"mean"``
+  (the default) or ``"sum"``; anything else is an error.
+- No silent broadcasting: ``target`` must have exactly the shape the loss expects
+  (a ``(N, 1)`` prediction against a ``(N,)`` target is refused, not broadcast to
+  ``(N, N)``).
+- Classification losses take logits (unnormalized scores) and work in log space with
+  ``log_softmax`` / ``logsigmoid``, so logits of ±100 give finite values and gradients.
+
+Papers:
+    Huber, "Robust Estimation of a Location Parameter", 1964 (Huber loss).
+    Girshick, "Fast R-CNN", ICCV 2015, Eq. (3) (smooth L1).
+    Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Sec. 7 (label smoothing).
+    Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, Eqs. (1)-(5).
+    Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice loss).
+    Rahman & Wang, "Optimizing Intersection-over-Union", ISVC 2016 (IoU loss).
+    Johnson et al., "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
+    ECCV 2016, Sec. 3.2 (feature reconstruction loss).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dlkb.utils import check_choice, check_type
+
+__all__ = [
+    "zero_one_loss",
+    "mae_loss",
+    "mse_loss",
+    "rmse_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "dice_loss",
+    "iou_loss",
+    "PerceptualLoss",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ----------------------------------------------------------------------------------------
+# Validation helpers (private; each message names the caller and the argument).
+# ----------------------------------------------------------------------------------------
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_reduction(reduction: object, caller: str) -> None:
+    check_type("reduction", reduction, str, caller=caller)
+    check_choice("reduction", reduction, _REDUCTIONS, caller=caller)
+
+
+def _check_floating(name: str, x: object, caller: str) -> None:
+    check_type(name, x, torch.Tensor, caller=caller)
+    if not x.is_floating_point():
+        raise TypeError(f"{caller}: {name} must be a floating-point tensor; got dtype {x.dtype}")
+
+
+def _check_real_tensor(name: str, x: object, caller: str) -> None:
+    check_type(name, x, torch.Tensor, caller=caller)
+    if x.is_complex():
+        raise TypeError(f"{caller}: {name} must be a real tensor; got dtype {x.dtype}")
+
+
+def _check_same_shape(caller: str, input_name: str, input: torch.Tensor, target: torch.Tensor) -> None:
+    if target.shape != input.shape:
+        raise ValueError(
+            f"{caller}: target must have the same shape as {input_name} {tuple(input.shape)}; "
+            f"got {tuple(target.shape)} (no broadcasting: reshape one of them explicitly)"
+        )
+
+
+def _check_number(name: str, value: object, caller: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__}")
+    value = float(value)
+    if value != value:  # NaN
+        raise ValueError(f"{caller}: {name} must not be NaN; got {value}")
+    if positive and not value > 0:
+        raise ValueError(f"{caller}: {name} must be positive; got {value}")
+    if not value >= 0:
+        raise ValueError(f"{caller}: {name} must be non-negative; got {value}")
+    return value
+
+
+def _check_unit_interval(name: str, x: torch.Tensor, caller: str) -> None:
+    if x.numel() and (bool((x < 0).any()) or bool((x > 1).any()) or bool(torch.isnan(x).any())):
+        raise ValueError(
+            f"{caller}: {name} values must be in [0, 1]; got min {x.min().item():.4g}, max {x.max().item():.4g}"
+        )
+
+
+def _check_class_target(caller: str, logits: torch.Tensor, target: object) -> int:
+    """Check (N, K, *) logits against (N, *) class indices; return K."""
+    _check_floating("logits", logits, caller)
+    check_type("target", target, torch.Tensor, caller=caller)
+    if logits.ndim < 2:
+        raise ValueError(f"{caller}: logits must have shape (N, K, *); got {tuple(logits.shape)}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"{caller}: target must hold integer class indices (e.g. int64); got dtype {target.dtype}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"{caller}: target must have shape {expected} for logits of shape {tuple(logits.shape)}; "
+            f"got {tuple(target.shape)}"
+        )
+    num_classes = logits.shape[1]
+    if target.numel():
+        lo, hi = int(target.min()), int(target.max())
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{caller}: target class indices must be in [0, {num_classes - 1}]; got {bad}")
+    return num_classes
+
+
+def _check_class_vector(name: str, value: object, num_classes: int, caller: str) -> None:
+    _check_floating(name, value, caller)
+    if tuple(value.shape) != (num_classes,):
+        raise ValueError(f"{caller}: {name} must have shape ({num_classes},); got {tuple(value.shape)}")
+
+
+def _pair(caller: str, input_name: str, input: object, target: object, reduction: object) -> None:
+    _check_floating(input_name, input, caller)
+    _check_real_tensor("target", target, caller)
+    _check_same_shape(caller, input_name, input, target)
+    _check_reduction(reduction, caller)
+
+
+def _class_dim_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, K, *) -> (N, *, K), so the class dimension is last."""
+    return x.movedim(1, -1)
+
+
+# ----------------------------------------------------------------------------------------
+# Regression losses
+# ----------------------------------------------------------------------------------------
+
+
+def zero_one_loss(pred_labels: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""0-1 loss: :math:`\ell = \mathbb 1[\hat y \ne y]`, the error rate under ``"mean"``.
+
+    Piecewise constant, so its gradient is zero almost everywhere: it is a metric to
+    report, not a loss to train with (the result carries no gradient).
+
+    Args:
+        pred_labels (Tensor[N, *]): predicted labels (e.g. ``logits.argmax(dim=1)``), any real dtype.
+        target (Tensor[N, *]): true labels, same shape.
+        reduction: ``"none"`` (0/1 per element), ``"mean"`` (fraction wrong) or ``"sum"`` (count wrong).
+
+    Returns:
+        Float tensor (of ``pred_labels``' dtype if floating, else the default dtype).
+    """
+    caller = "zero_one_loss"
+    _check_real_tensor("pred_labels", pred_labels, caller)
+    _check_real_tensor("target", target, caller)
+    _check_same_shape(caller, "pred_labels", pred_labels, target)
+    _check_reduction(reduction, caller)
+    dtype = pred_labels.dtype if pred_labels.is_floating_point() else torch.get_default_dtype()
+    wrong = (pred_labels.detach() != target.detach()).to(dtype)  # [N, *] of 0.0 / 1.0
+    return _reduce(wrong, reduction)
+
+
+def mae_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""Absolute (L1) loss :math:`|x - y|`; its mean is the mean absolute error (MAE).
+
+    The gradient is :math:`\operatorname{sign}(x - y)` (0 at the kink, as in PyTorch).
+    Same as ``torch.nn.functional.l1_loss``.
+
+    Args:
+        input (Tensor[*]): predictions, floating point.
+        target (Tensor[*]): targets of the same shape.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    _pair("mae_loss", "input", input, target, reduction)
+    return _reduce((input - target).abs(), reduction)
+
+
+def mse_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""Squared loss :math:`(x - y)^2`; its mean is the mean squared error (MSE).
+
+    Minimizing it is maximum likelihood under Gaussian noise. Same as
+    ``torch.nn.functional.mse_loss`` (no factor 1/2).
+
+    Args:
+        input (Tensor[*]): predictions, floating point.
+        target (Tensor[*]): targets of the same shape.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    _pair("mse_loss", "input", input, target, reduction)
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def rmse_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""Root mean squared error :math:`\sqrt{\tfrac1n\sum_i (x_i - y_i)^2}` (a scalar).
+
+    :math:`\sqrt{\cdot}` has an infinite derivative at 0, so ``sqrt(mse)`` gives a NaN
+    gradient when ``input == target``. Here the square root is only evaluated where the
+    MSE is positive (the "double ``where``" trick), and the gradient at a perfect fit
+    is 0, a valid subgradient of this norm. RMSE has no ``reduction``: it is the root of
+    a mean by definition.
+
+    Args:
+        input (Tensor[*]): predictions, floating point.
+        target (Tensor[*]): targets of the same shape.
+    """
+    _pair("rmse_loss", "input", input, target, "mean")
+    mse = mse_loss(input, target)
+    positive = mse > 0
+    safe = torch.where(positive, mse, torch.ones_like(mse))  # never sqrt(0) on the graph
+    return torch.where(positive, safe.sqrt(), mse)  # mse is 0 there (NaN stays NaN)
+
+
+def smooth_l1_loss(
+    input: torch.Tensor, target: torch.Tensor, *, beta: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Smooth L1 loss (Girshick 2015, Eq. (3), with a threshold :math:`\beta`).
+
+    .. math::
+        \ell(d) = \begin{cases} 0.5\, d^2 / \beta & |d| < \beta \\
+                                |d| - 0.5\,\beta & \text{otherwise} \end{cases}
+
+    Quadratic near 0, linear beyond :math:`\beta`, so :math:`|\ell'(d)| \le 1`. The paper
+    uses :math:`\beta = 1`; :math:`\beta = 0` is the L1 loss. Same as
+    ``torch.nn.functional.smooth_l1_loss``; ``huber_loss(delta=b) == b * smooth_l1_loss(beta=b)``.
+
+    Args:
+        input (Tensor[*]): predictions, floating point.
+        target (Tensor[*]): targets of the same shape.
+        beta: threshold between the two pieces, ≥ 0.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    caller = "smooth_l1_loss"
+    _pair(caller, "input", input, target, reduction)
+    beta = _check_number("beta", beta, caller)
+    n = (input - target).abs()
+    if beta == 0.0:
+        return _reduce(n, reduction)
+    loss = torch.where(n < beta, 0.5 * n * n / beta, n - 0.5 * beta)
+    return _reduce(loss, reduction)
+
+
+def huber_loss(
+    input: torch.Tensor, target: torch.Tensor, *, delta: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
+    r"""Huber loss (Huber 1964): quadratic for small errors, linear for large ones.
+
+    .. math::
+        \ell(d) = \begin{cases} 0.5\, d^2 & |d| < \delta \\
+                                \delta\,(|d| - 0.5\,\delta) & \text{otherwise} \end{cases}
+
+    so :math:`|\ell'(d)| \le \delta` and :math:`\ell_\delta = \delta\cdot\text{smooth-L1}_{\beta=\delta}`.
+    Same as ``torch.nn.functional.huber_loss``.
+
+    Args:
+        input (Tensor[*]): predictions, floating point.
+        target (Tensor[*]): targets of the same shape.
+        delta: threshold, > 0.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    caller = "huber_loss"
+    _pair(caller, "input", input, target, reduction)
+    delta = _check_number("delta", delta, caller, positive=True)
+    n = (input - target).abs()
+    loss = torch.where(n < delta, 0.5 * n * n, delta * (n - 0.5 * delta))
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# Classification losses
+# ----------------------------------------------------------------------------------------
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Softmax cross-entropy on logits, with class weights and label smoothing.
+
+    With :math:`\log p = \operatorname{log\_softmax}(z)`, class weights :math:`w`
+    (all 1 by default) and smoothing :math:`\varepsilon` (Szegedy et al. 2016, Sec. 7),
+    the loss of a sample of class :math:`y` among :math:`K` is
+
+    .. math::
+        \ell = -(1-\varepsilon)\, w_y \log p_y - \frac{\varepsilon}{K}\sum_{k} w_k \log p_k .
+
+    ``"mean"`` divides the sum by :math:`\sum_i w_{y_i}` (by N when ``weight`` is None),
+    as ``torch.nn.functional.cross_entropy`` does. Its gradient with respect to the
+    logits is :math:`p - q` for the (smoothed) one-hot target :math:`q` (unweighted case).
+
+    Args:
+        logits (Tensor[N, K, *]): unnormalized class scores.
+        target (Tensor[N, *]): integer class indices in ``[0, K)``.
+        weight (Tensor[K] | None): a weight per class.
+        label_smoothing: :math:`\varepsilon \in [0, 1]`.
+        reduction: ``"none"`` (Tensor[N, *]), ``"mean"`` or ``"sum"``.
+    """
+    caller = "cross_entropy"
+    num_classes = _check_class_target(caller, logits, target)
+    if weight is not None:
+        _check_class_vector("weight", weight, num_classes, caller)
+    eps = _check_number("label_smoothing", label_smoothing, caller)
+    if eps > 1:
+        raise ValueError(f"{caller}: label_smoothing must be in [0, 1]; got {eps}")
+    _check_reduction(reduction, caller)
+
+    log_p = torch.log_softmax(_class_dim_last(logits), dim=-1)  # [N, *, K]
+    index = target.long().unsqueeze(-1)  # [N, *, 1]
+    nll = -log_p.gather(-1, index).squeeze(-1)  # [N, *]
+    if weight is not None:
+        w = weight.to(log_p.dtype)
+        w_y = w[target.long()]  # [N, *]
+        nll = w_y * nll
+        smooth = -(log_p * w).sum(dim=-1)  # [N, *]
+    else:
+        smooth = -log_p.sum(dim=-1)  # [N, *]
+    loss = (1.0 - eps) * nll + (eps / num_classes) * smooth if eps > 0 else nll
+    if reduction == "mean" and weight is not None:
+        return loss.sum() / w_y.sum()
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    pos_weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Binary cross-entropy on logits, computed stably with ``logsigmoid``.
+
+    .. math::
+        \ell = -\big[\,w_+\, y \log\sigma(z) + (1 - y)\log(1 - \sigma(z))\,\big],
+        \qquad \log(1-\sigma(z)) = \log\sigma(-z),
+
+    so no probability is ever rounded to 0 or 1 before its logarithm is taken.
+    Same as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    Args:
+        logits (Tensor[*]): unnormalized scores.
+        target (Tensor[*]): same shape, values in [0, 1] (soft labels allowed).
+        pos_weight (Tensor | None): weight :math:`w_+` of the positive term, broadcast
+            along the trailing dimensions as in PyTorch (typically Tensor[C] for logits
+            Tensor[N, C]); it may not enlarge the shape of ``logits``.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    caller = "binary_cross_entropy_with_logits"
+    _pair(caller, "logits", logits, target, reduction)
+    _check_unit_interval("target", target, caller)
+    y = target.to(logits.dtype)
+    log_p = torch.nn.functional.logsigmoid(logits)  # log σ(z)
+    log_not_p = torch.nn.functional.logsigmoid(-logits)  # log(1 − σ(z))
+    positive = y * log_p
+    if pos_weight is not None:
+        _check_floating("pos_weight", pos_weight, caller)
+        try:
+            shape = torch.broadcast_shapes(pos_weight.shape, logits.shape)
+        except RuntimeError:
+            shape = None
+        if shape != logits.shape:
+            raise ValueError(
+                f"{caller}: pos_weight must broadcast to the shape of logits {tuple(logits.shape)} "
+                f"without enlarging it (e.g. shape ({logits.shape[-1] if logits.ndim else 1},)); "
+                f"got {tuple(pos_weight.shape)}"
+            )
+        positive = pos_weight.to(logits.dtype) * positive
+    return _reduce(-(positive + (1.0 - y) * log_not_p), reduction)
+
+
+def sigmoid_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Binary (sigmoid) focal loss, Lin et al. 2017, Eq. (5).
+
+    With :math:`p = \sigma(z)`, :math:`p_t = p` for a positive and :math:`1-p` for a negative,
+
+    .. math::
+        \mathrm{FL}(p_t) = -\alpha_t (1 - p_t)^\gamma \log p_t ,
+
+    where :math:`\alpha_t = \alpha` for positives and :math:`1-\alpha` for negatives.
+    :math:`\gamma = 0` and ``alpha < 0`` give plain binary cross-entropy. Same as
+    ``torchvision.ops.sigmoid_focal_loss`` (whose default reduction is ``"none"``; ours
+    is ``"mean"``). The factor :math:`1 - p_t` is computed as
+    :math:`\sigma(z)(1-y) + \sigma(-z)\,y`, without the cancellation of ``1 - p_t``.
+
+    Args:
+        logits (Tensor[*]): unnormalized scores.
+        target (Tensor[*]): same shape, values in [0, 1].
+        alpha: weight of the positive class in [0, 1]; negative disables α-balancing.
+        gamma: focusing parameter, ≥ 0.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+    """
+    caller = "sigmoid_focal_loss"
+    _pair(caller, "logits", logits, target, reduction)
+    _check_unit_interval("target", target, caller)
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"{caller}: alpha must be a real number; got {type(alpha).__name__}")
+    if not alpha <= 1:  # also refuses NaN
+        raise ValueError(f"{caller}: alpha must be in [0, 1], or negative to disable it; got {alpha}")
+    gamma = _check_number("gamma", gamma, caller)
+    y = target.to(logits.dtype)
+    ce = -(y * torch.nn.functional.logsigmoid(logits) + (1.0 - y) * torch.nn.functional.logsigmoid(-logits))
+    one_minus_p_t = torch.sigmoid(logits) * (1.0 - y) + torch.sigmoid(-logits) * y  # 1 − p_t
+    # Floor at the smallest normal float: (1 − p_t)^γ then has a finite derivative even
+    # when 1 − p_t rounds to 0 (saturated logits, γ < 1); the value changes by < tiny^γ·ce.
+    one_minus_p_t = one_minus_p_t.clamp_min(torch.finfo(one_minus_p_t.dtype).tiny)
+    loss = ce * one_minus_p_t**gamma
+    if alpha >= 0:
+        loss = (alpha * y + (1.0 - alpha) * (1.0 - y)) * loss  # α_t
+    return _reduce(loss, reduction)
+
+
+def softmax_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    gamma: float = 2.0,
+    alpha: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Multi-class (softmax) focal loss, Lin et al. 2017, Eq. (5) with :math:`p_t = p_y`.
+
+    .. math::
+        \ell = -\alpha_y (1 - p_y)^\gamma \log p_y, \qquad \log p = \operatorname{log\_softmax}(z).
+
+    :math:`1 - p_y` is computed as ``-expm1(log p_y)``. With :math:`\gamma = 0` and
+    ``alpha=None`` this is :func:`cross_entropy`. ``"mean"`` is the plain mean over
+    samples, also with ``alpha`` (unlike the weighted mean of :func:`cross_entropy`).
+
+    Args:
+        logits (Tensor[N, K, *]): unnormalized class scores.
+        target (Tensor[N, *]): integer class indices in ``[0, K)``.
+        gamma: focusing parameter, ≥ 0.
+        alpha (Tensor[K] | None): a weight per class.
+        reduction: ``"none"`` (Tensor[N, *]), ``"mean"`` or ``"sum"``.
+    """
+    caller = "softmax_focal_loss"
+    num_classes = _check_class_target(caller, logits, target)
+    gamma = _check_number("gamma", gamma, caller)
+    if alpha is not None:
+        _check_class_vector("alpha", alpha, num_classes, caller)
+    _check_reduction(reduction, caller)
+    log_p = torch.log_softmax(_class_dim_last(logits), dim=-1)  # [N, *, K]
+    log_p_y = log_p.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)  # [N, *]
+    if gamma == 0:
+        loss = -log_p_y
+    else:
+        # 1 − p_y without cancellation, floored at the smallest normal float so that the
+        # derivative of (1 − p_y)^γ stays finite when p_y rounds to 1 (as in sigmoid_focal_loss).
+        one_minus_p_y = (-torch.expm1(log_p_y)).clamp_min(torch.finfo(log_p_y.dtype).tiny)
+        loss = -(one_minus_p_y**gamma) * log_p_y
+    if alpha is not None:
+        loss = alpha.to(log_p.dtype)[target.long()] * loss
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# Overlap losses for segmentation
+# ----------------------------------------------------------------------------------------
+
+
+def _overlap_sums(caller: str, logits: object, target: object, smooth: object, reduction: object):
+    _pair(caller, "logits", logits, target, reduction)
+    if logits.ndim < 1:
+        raise ValueError(f"{caller}: logits must have a batch dimension, shape (N, *); got shape ()")
+    _check_unit_interval("target", target, caller)
+    smooth = _check_number("smooth", smooth, caller)
+    p = torch.sigmoid(logits)
+    t = target.to(logits.dtype)
+    p, t = (p.flatten(1), t.flatten(1)) if p.ndim > 1 else (p[:, None], t[:, None])  # [N, D]
+    return (p * t).sum(dim=1), p.sum(dim=1), t.sum(dim=1), smooth  # each [N]
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    r"""Soft Dice loss per sample (Milletari et al. 2016, Eq. (1), without squares).
+
+    .. math::
+        \ell = 1 - \frac{2\sum_j p_j t_j + s}{\sum_j p_j + \sum_j t_j + s}, \qquad p = \sigma(z),
+
+    summing over every non-batch dimension. The smoothing term :math:`s` keeps the ratio
+    defined for an empty mask and an empty prediction (the loss is then 0). V-Net squares
+    :math:`p` and :math:`t` in the denominator; we use the plain sums (the common form).
+
+    Args:
+        logits (Tensor[N, *]): unnormalized foreground scores.
+        target (Tensor[N, *]): same shape, values in [0, 1].
+        smooth: :math:`s \ge 0`.
+        reduction: ``"none"`` (Tensor[N]), ``"mean"`` or ``"sum"``.
+    """
+    inter, p_sum, t_sum, s = _overlap_sums("dice_loss", logits, target, smooth, reduction)
+    return _reduce(1.0 - (2.0 * inter + s) / (p_sum + t_sum + s), reduction)
+
+
+def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0, reduction: str = "mean") -> torch.Tensor:
+    r"""Soft IoU (Jaccard) loss per sample (Rahman & Wang 2016).
+
+    .. math::
+        \ell = 1 - \frac{\sum_j p_j t_j + s}{\sum_j p_j + \sum_j t_j - \sum_j p_j t_j + s},
+        \qquad p = \sigma(z),
+
+    summing over every non-batch dimension; :math:`s` smooths the ratio as in :func:`dice_loss`.
+
+    Args:
+        logits (Tensor[N, *]): unnormalized foreground scores.
+        target (Tensor[N, *]): same shape, values in [0, 1].
+        smooth: :math:`s \ge 0`.
+        reduction: ``"none"`` (Tensor[N]), ``"mean"`` or ``"sum"``.
+    """
+    inter, p_sum, t_sum, s = _overlap_sums("iou_loss", logits, target, smooth, reduction)
+    return _reduce(1.0 - (inter + s) / (p_sum + t_sum - inter + s), reduction)
+
+
+# ----------------------------------------------------------------------------------------
+# Module
+# ----------------------------------------------------------------------------------------
+
+
+class PerceptualLoss(nn.Module):
+    r"""Feature-space (perceptual) loss, Johnson et al. 2016, Sec. 3.2.
+
+    Both images go through the same frozen feature network; the loss compares the
+    outputs of chosen layers instead of pixels:
+
+    .. math::
+        \ell(x, y) = \frac{1}{L}\sum_{l=1}^{L} w_l\, \operatorname{MSE}\big(\phi_l(x), \phi_l(y)\big),
+
+    where :math:`\phi_l` is the output of ``features[layers[l]]``. Johnson et al. use
+    VGG-16's relu2_2 for the feature loss; other work uses relu1_2 … relu4_3 (indices
+    3, 8, 15, 22 of ``torchvision.models.vgg16().features``).
+
+    The network's parameters are frozen (``requires_grad=False``) and it stays in eval
+    mode; gradients still flow to ``input`` (and ``target`` if it requires them). The
+    network is not modified: a tensor that is compared, or the caller's input, is cloned
+    before an in-place module (``nn.ReLU(inplace=True)``) would overwrite it.
+
+    Args:
+        features: the feature extractor, an ``nn.Sequential``.
+        layers: indices into ``features`` whose outputs are compared (distinct, in range).
+        weights: one non-negative weight per layer (all 1 by default).
+    """
+
+    def __init__(self, features: nn.Sequential, layers: Sequence[int], weights: Sequence[float] | None = None) -> None:
+        super().__init__()
+        caller = "PerceptualLoss"
+        check_type("features", features, nn.Sequential, caller=caller)
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) == 0:
+            raise TypeError(f"{caller}: layers must be a non-empty sequence of ints; got {layers!r}")
+        for i in layers:
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise TypeError(f"{caller}: layers must hold ints; got {type(i).__name__}")
+            if not 0 <= i < len(features):
+                raise ValueError(f"{caller}: layers must be indices in [0, {len(features) - 1}]; got {i}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"{caller}: layers must be distinct; got {list(layers)}")
+        if weights is None:
+            weights = [1.0] * len(layers)
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise TypeError(f"{caller}: weights must be a sequence of numbers or None; got {type(weights).__name__}")
+        if len(weights) != len(layers):
+            raise ValueError(f"{caller}: weights must have one entry per layer ({len(layers)}); got {len(weights)}")
+        self.weights = [_check_number("weights", w, caller) for w in weights]
+        self.layers = [int(i) for i in layers]
+        self.features = features.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        """Switch the loss module's mode; the feature network always stays in eval mode."""
+        super().train(mode)
+        self.features.eval()
+        return self
+
+    def _extract(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        wanted, last = set(self.layers), max(self.layers)
+        out: dict[int, torch.Tensor] = {}
+        protected = True  # x is the caller's tensor: never overwrite it
+        for i, module in enumerate(self.features):
+            if protected and getattr(module, "inplace", False):
+                x = x.clone()
+            x = module(x)
+            protected = i in wanted  # a compared tensor must survive later in-place modules
+            if protected:
+                out[i] = x
+            if i == last:
+                break
+        return out
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss between ``input`` and ``target`` (Tensor[N, C, H, W], same shape): a scalar."""
+        caller = "PerceptualLoss"
+        _check_floating("input", input, caller)
+        _check_floating("target", target, caller)
+        _check_same_shape(caller, "input", input, target)
+        fx, fy = self._extract(input), self._extract(target)
+        total = sum(w * mse_loss(fx[i], fy[i]) for i, w in zip(self.layers, self.weights))
+        return total / len(self.layers)
+
+    def extra_repr(self) -> str:
+        return f"layers={self.layers}, weights={self.weights}"
