@@ -198,3 +198,18 @@ def test_figure_cells_saved_their_figures(path):
         if cell["cell_type"] == "code" and re.search(r"\bplt\.show\(\)|\.savefig\(", text(cell)):
             kinds = {k for o in cell["outputs"] for k in o.get("data", {})}
             assert "image/png" in kinds or "image/svg+xml" in kinds, f"cell {i} draws a figure but saved none"
+
+
+def test_references_bib_parses_with_unique_keys():
+    import collections
+
+    from pybtex.database import parse_file
+
+    text = (ROOT / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,]+),", text, re.M)
+    duplicates = [k for k, n in collections.Counter(keys).items() if n > 1]
+    assert not duplicates, f"duplicate keys: {duplicates}"
+    database = parse_file(str(ROOT / "references.bib"))  # raises on unbalanced braces
+    assert len(database.entries) == len(keys)
+    for key, entry in database.entries.items():
+        assert "title" in entry.fields and "year" in entry.fields and entry.persons.get("author"), key
