@@ -52,9 +52,11 @@ class Source:
         # Inline styles: the colours survive Jupyter, Colab and the website alike.
         body = highlight(self.code, PythonLexer(), HtmlFormatter(noclasses=True, style="friendly", nowrap=False))
         caption = f"<code>{escape(self.qualname)}</code> <small>({escape(self.location)})</small>"
+        # Long listings scroll inside their own box instead of running off the page.
         return (
             '<div class="dlkb-source" style="border-left:3px solid #0072B2;padding-left:6px">'
-            f'<div style="font-size:90%;margin-bottom:2px">{caption}</div>{body}</div>'
+            f'<div style="font-size:90%;margin-bottom:2px">{caption}</div>'
+            f'<div style="max-height:32em;overflow:auto">{body}</div></div>'
         )
 
 
