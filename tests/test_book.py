@@ -213,3 +213,15 @@ def test_references_bib_parses_with_unique_keys():
     assert len(database.entries) == len(keys)
     for key, entry in database.entries.items():
         assert "title" in entry.fields and "year" in entry.fields and entry.persons.get("author"), key
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_notebook_runs_standalone(path):
+    """In Colab only the notebook exists: no reading repository files, no downloads."""
+    forbidden = re.compile(
+        r"\bopen\(|Path\(|read_csv|np\.load\(|torch\.load\(|urlretrieve|urlopen|requests\.|\.\./|download=True|pretrained=True|weights=\""
+    )
+    for i, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "code" and not text(cell).startswith("# 环境准备 Setup"):
+            match = forbidden.search(text(cell))
+            assert not match, f"code cell {i} uses {match.group(0)!r}; notebooks must run from the dlkb package alone"
