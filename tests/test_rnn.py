@@ -294,6 +294,8 @@ def test_forward_validation(cls):
         cell([1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match=rf"{name}: x must be a floating-point tensor; got dtype torch.int64"):
         cell(torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match=rf"{name}: x must have the dtype and device of the cell's parameters"):
+        cell(torch.zeros(2, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match=rf"{name}: x must have 3 features \(input_size\).*got shape \(2, 5\)"):
         cell(torch.zeros(2, 5))
     with pytest.raises(ValueError, match=rf"{name}: x must have shape \(N, 3\) or \(3,\); got \(1, 2, 3\)"):

@@ -194,6 +194,17 @@ class _CellBase(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
+    def _check_x(self, x: object, caller: str) -> torch.Tensor:
+        """Validate one time step against the cell; return it as Tensor[N, I]."""
+        x = _check_step_input(x, self.input_size, caller)
+        w = self.weight_ih
+        if x.dtype != w.dtype or x.device != w.device:
+            raise TypeError(
+                f"{caller}: x must have the dtype and device of the cell's parameters ({w.dtype}, {w.device}); "
+                f"got ({x.dtype}, {x.device})"
+            )
+        return x
+
     def _affine(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input and recurrent pre-activations, each [N, G·H]."""
         return x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh
@@ -225,7 +236,7 @@ class RNNCell(_CellBase):
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """One step: ``x`` (Tensor[N, I] or Tensor[I]), ``h`` (Tensor[N, H] or Tensor[H]; zeros if None) → ``h'``."""
         unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
-        x = _check_step_input(x, self.input_size, "RNNCell.forward")  # [N, I]
+        x = self._check_x(x, "RNNCell.forward")  # [N, I]
         h = _check_state("h", h, x, unbatched, self.hidden_size, "RNNCell.forward")  # [N, H]
         a_x, a_h = self._affine(x, h)  # [N, H] each
         pre = a_x + a_h
@@ -266,7 +277,7 @@ class LSTMCell(_CellBase):
         """One step: ``x`` [N, I] (or [I]) and ``state = (h, c)`` (each [N, H]; zeros if None) → ``(h', c')``."""
         caller = "LSTMCell.forward"
         unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
-        x = _check_step_input(x, self.input_size, caller)  # [N, I]
+        x = self._check_x(x, caller)  # [N, I]
         if state is None:
             h = c = None
         else:
@@ -315,7 +326,7 @@ class GRUCell(_CellBase):
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """One step: ``x`` (Tensor[N, I] or Tensor[I]), ``h`` (Tensor[N, H] or Tensor[H]; zeros if None) → ``h'``."""
         unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
-        x = _check_step_input(x, self.input_size, "GRUCell.forward")  # [N, I]
+        x = self._check_x(x, "GRUCell.forward")  # [N, I]
         h = _check_state("h", h, x, unbatched, self.hidden_size, "GRUCell.forward")  # [N, H]
         a_x, a_h = self._affine(x, h)  # [N, 3H] each
         x_r, x_z, x_n = a_x.chunk(3, dim=1)  # [N, H] each
