@@ -1,0 +1,338 @@
+r"""Recurrent networks: the Elman RNN cell, LSTM, GRU, unrolling and gradient clipping.
+
+Shape letters: L sequence length, N batch, I input features (``input_size``),
+H hidden features (``hidden_size``). A cell maps one time step ``x`` (Tensor[N, I],
+or Tensor[I] unbatched) and the previous state to the next state; :func:`unroll`
+applies it over a sequence (Tensor[L, N, I]) and backpropagation through time is
+ordinary autograd through that loop.
+
+The cells keep PyTorch's parameter names, shapes, initialization and gate order, so
+``load_state_dict`` from ``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` works and
+the outputs agree; they are written with matmul, sigmoid and tanh only.
+
+Papers:
+    Elman 1990, "Finding Structure in Time" (simple recurrent network).
+    Bengio, Simard & Frasconi 1994, "Learning Long-Term Dependencies with Gradient
+    Descent Is Difficult"; Pascanu, Mikolov & Bengio 2013, "On the Difficulty of
+    Training Recurrent Neural Networks" (vanishing/exploding gradients, clipping).
+    Hochreiter & Schmidhuber 1997, "Long Short-Term Memory"; Gers, Schmidhuber &
+    Cummins 2000, "Learning to Forget" (the forget gate).
+    Cho et al. 2014, "Learning Phrase Representations using RNN Encoder-Decoder"
+    (the GRU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from dlkb.utils import check_choice, check_type
+
+__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell"]
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _check_size(name: str, value: object, caller: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{caller}: {name} must be int; got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{caller}: {name} must be a positive int; got {value}")
+    return value
+
+
+def _check_step_input(x: object, input_size: int, caller: str) -> torch.Tensor:
+    """Validate one time step ``x`` (Tensor[N, I] or Tensor[I]) and return it as Tensor[N, I]."""
+    check_type("x", x, torch.Tensor, caller=caller)
+    if not x.is_floating_point():
+        raise TypeError(f"{caller}: x must be a floating-point tensor; got dtype {x.dtype}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"{caller}: x must have shape (N, {input_size}) or ({input_size},); got {_shape(x)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(
+            f"{caller}: x must have {input_size} features (input_size) in its last dimension; got shape {_shape(x)}"
+        )
+    return x if x.ndim == 2 else x.unsqueeze(0)
+
+
+def _check_state(name: str, state: object, x: torch.Tensor, unbatched: bool, hidden_size: int, caller: str):
+    """Validate a state tensor against ``x`` (already Tensor[N, I]); return Tensor[N, H] (zeros if None)."""
+    n = x.shape[0]
+    if state is None:
+        return x.new_zeros(n, hidden_size)
+    check_type(name, state, torch.Tensor, caller=caller)
+    expected = (hidden_size,) if unbatched else (n, hidden_size)
+    if _shape(state) != expected:
+        if not unbatched and state.ndim == 2 and state.shape[1] == hidden_size:
+            raise ValueError(
+                f"{caller}: batch sizes of x and {name} differ: x has N = {n}, {name} has N = {state.shape[0]}"
+            )
+        raise ValueError(f"{caller}: {name} must have shape {expected}; got {_shape(state)}")
+    if state.dtype != x.dtype or state.device != x.device:
+        raise TypeError(
+            f"{caller}: {name} must have the dtype and device of x ({x.dtype}, {x.device}); "
+            f"got ({state.dtype}, {state.device})"
+        )
+    return state if not unbatched else state.unsqueeze(0)
+
+
+def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    r"""Rescale gradients in place so that their global L2 norm is at most ``max_norm``.
+
+    Pascanu et al. 2013, Algorithm 1: with :math:`g` all gradients seen as one vector,
+
+    .. math::
+        \lVert g \rVert = \Big(\sum_p \lVert g_p \rVert_2^2\Big)^{1/2}, \qquad
+        g \leftarrow g \cdot \min\Big(1, \frac{\text{max\_norm}}{\lVert g \rVert + 10^{-6}}\Big).
+
+    The direction of the update is kept; only its length is capped. This is what
+    ``torch.nn.utils.clip_grad_norm_`` does (L2 norm, the same ``1e-6``), parameters
+    whose ``.grad`` is ``None`` are skipped.
+
+    Args:
+        parameters: a tensor or an iterable of tensors (e.g. ``model.parameters()``).
+        max_norm: the largest allowed global norm, ``>= 0``.
+
+    Returns:
+        The global norm of the gradients *before* clipping (a 0-d tensor; ``tensor(0.)``
+        when no parameter has a gradient).
+
+    Raises:
+        TypeError: if ``max_norm`` is not a real number or an element is not a tensor.
+        ValueError: if ``max_norm`` is negative or NaN.
+    """
+    caller = "clip_grad_norm"
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
+        raise TypeError(f"{caller}: max_norm must be int or float; got {type(max_norm).__name__}")
+    if math.isnan(max_norm) or max_norm < 0:
+        raise ValueError(f"{caller}: max_norm must be >= 0; got {max_norm}")
+    params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"{caller}: parameters must be tensors; element {i} is {type(p).__name__}")
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    with torch.no_grad():
+        first = grads[0].device
+        norms = torch.stack([torch.linalg.vector_norm(g, 2).to(first) for g in grads])  # [P]
+        total = torch.linalg.vector_norm(norms, 2)  # global L2 norm, 0-d
+        scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        for g in grads:
+            g.mul_(scale.to(g.device))
+    return total
+
+
+def unroll(cell: nn.Module, inputs: torch.Tensor, state=None):
+    r"""Apply ``cell`` to every time step of ``inputs``: :math:`s_t = \text{cell}(x_t, s_{t-1})`.
+
+    Backpropagation through time (BPTT) is autograd through this loop: the same
+    weights are used at every step, so their gradient is a sum over time steps.
+
+    Args:
+        cell: a :class:`RNNCell`, :class:`LSTMCell` or :class:`GRUCell` (torch's
+            ``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` work too).
+        inputs (Tensor[L, N, I] or Tensor[L, I] unbatched): the sequence, time first.
+        state: initial state, ``h`` (Tensor[N, H]) or ``(h, c)`` for an LSTM; zeros when ``None``.
+
+    Returns:
+        ``(outputs, state)``: ``outputs`` (Tensor[L, N, H] or Tensor[L, H]) stacks the
+        hidden state ``h_t`` of every step; ``state`` is the final ``h_L`` (or
+        ``(h_L, c_L)``). ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` with one layer return the
+        same ``outputs``, and the final state with an extra leading layer dimension.
+
+    Raises:
+        TypeError: if ``cell`` is not one of the cells above or ``inputs`` is not a tensor.
+        ValueError: if ``inputs`` has the wrong number of dimensions, features or ``L = 0``.
+    """
+    caller = "unroll"
+    cells = (RNNCell, LSTMCell, GRUCell, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+    if not isinstance(cell, cells):
+        raise TypeError(f"{caller}: cell must be RNNCell, LSTMCell or GRUCell; got {type(cell).__name__}")
+    check_type("inputs", inputs, torch.Tensor, caller=caller)
+    if inputs.ndim not in (2, 3):
+        raise ValueError(
+            f"{caller}: inputs must have shape (L, N, {cell.input_size}) or (L, {cell.input_size}); "
+            f"got {_shape(inputs)}"
+        )
+    if inputs.shape[-1] != cell.input_size:
+        raise ValueError(
+            f"{caller}: inputs must have {cell.input_size} features (cell.input_size) in the last dimension; "
+            f"got shape {_shape(inputs)}"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{caller}: inputs must have at least one time step; got shape {_shape(inputs)}")
+    lstm = isinstance(cell, (LSTMCell, nn.LSTMCell))
+    outputs = []
+    for x_t in inputs:  # x_t: [N, I] (or [I])
+        state = cell(x_t, state)
+        outputs.append(state[0] if lstm else state)  # h_t: [N, H]
+    return torch.stack(outputs), state  # [L, N, H]
+
+
+class _CellBase(nn.Module):
+    """Parameters shared by the three cells: ``weight_ih`` [G·H, I], ``weight_hh`` [G·H, H], biases [G·H]."""
+
+    def __init__(self, input_size: int, hidden_size: int, gates: int, caller: str) -> None:
+        super().__init__()
+        self.input_size = _check_size("input_size", input_size, caller)
+        self.hidden_size = _check_size("hidden_size", hidden_size, caller)
+        self.weight_ih = nn.Parameter(torch.empty(gates * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gates * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(gates * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(gates * hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's initialization: every parameter uniform in :math:`[-1/\\sqrt{H}, 1/\\sqrt{H}]`."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _check_x(self, x: object, caller: str) -> torch.Tensor:
+        """Validate one time step against the cell; return it as Tensor[N, I]."""
+        x = _check_step_input(x, self.input_size, caller)
+        w = self.weight_ih
+        if x.dtype != w.dtype or x.device != w.device:
+            raise TypeError(
+                f"{caller}: x must have the dtype and device of the cell's parameters ({w.dtype}, {w.device}); "
+                f"got ({x.dtype}, {x.device})"
+            )
+        return x
+
+    def _affine(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and recurrent pre-activations, each [N, G·H]."""
+        return x @ self.weight_ih.T + self.bias_ih, h @ self.weight_hh.T + self.bias_hh
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class RNNCell(_CellBase):
+    r"""Elman's simple recurrent cell (Elman 1990):
+
+    .. math::
+        h' = \phi(W_{ih} x + b_{ih} + W_{hh} h + b_{hh}), \qquad \phi \in \{\tanh, \mathrm{ReLU}\}.
+
+    Parameters ``weight_ih`` [H, I], ``weight_hh`` [H, H], ``bias_ih`` [H], ``bias_hh`` [H],
+    as in ``nn.RNNCell``.
+
+    Args:
+        input_size: I, features of one time step.
+        hidden_size: H, features of the hidden state.
+        nonlinearity: ``"tanh"`` (default) or ``"relu"``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
+        check_choice("nonlinearity", nonlinearity, ("tanh", "relu"), caller="RNNCell")
+        super().__init__(input_size, hidden_size, 1, "RNNCell")
+        self.nonlinearity = nonlinearity
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: ``x`` (Tensor[N, I] or Tensor[I]), ``h`` (Tensor[N, H] or Tensor[H]; zeros if None) → ``h'``."""
+        unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
+        x = self._check_x(x, "RNNCell.forward")  # [N, I]
+        h = _check_state("h", h, x, unbatched, self.hidden_size, "RNNCell.forward")  # [N, H]
+        a_x, a_h = self._affine(x, h)  # [N, H] each
+        pre = a_x + a_h
+        h_new = torch.tanh(pre) if self.nonlinearity == "tanh" else torch.relu(pre)  # [N, H]
+        return h_new.squeeze(0) if unbatched else h_new
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}"
+
+
+class LSTMCell(_CellBase):
+    r"""Long short-term memory cell (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000):
+
+    .. math::
+        \begin{aligned}
+        i &= \sigma(W_{ii} x + b_{ii} + W_{hi} h + b_{hi}), &
+        f &= \sigma(W_{if} x + b_{if} + W_{hf} h + b_{hf}), \\
+        g &= \tanh(W_{ig} x + b_{ig} + W_{hg} h + b_{hg}), &
+        o &= \sigma(W_{io} x + b_{io} + W_{ho} h + b_{ho}), \\
+        c' &= f \odot c + i \odot g, &
+        h' &= o \odot \tanh(c').
+        \end{aligned}
+
+    The rows of ``weight_ih`` [4H, I], ``weight_hh`` [4H, H] and of the biases [4H] hold
+    the gates in torch's order (i, f, g, o).
+
+    Args:
+        input_size: I, features of one time step.
+        hidden_size: H, features of the hidden and the cell state.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, 4, "LSTMCell")
+
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``x`` [N, I] (or [I]) and ``state = (h, c)`` (each [N, H]; zeros if None) → ``(h', c')``."""
+        caller = "LSTMCell.forward"
+        unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
+        x = self._check_x(x, caller)  # [N, I]
+        if state is None:
+            h = c = None
+        else:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{caller}: state must be a tuple (h, c) of two tensors or None; got {state!r:.60}")
+            h, c = state
+        h = _check_state("h", h, x, unbatched, self.hidden_size, caller)  # [N, H]
+        c = _check_state("c", c, x, unbatched, self.hidden_size, caller)  # [N, H]
+        a_x, a_h = self._affine(x, h)  # [N, 4H] each
+        i, f, g, o = (a_x + a_h).chunk(4, dim=1)  # [N, H] each, torch's order
+        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)  # gates in (0, 1)
+        g = torch.tanh(g)  # candidate in (-1, 1)
+        c_new = f * c + i * g  # additive update of the cell state
+        h_new = o * torch.tanh(c_new)
+        if unbatched:
+            return h_new.squeeze(0), c_new.squeeze(0)
+        return h_new, c_new
+
+
+class GRUCell(_CellBase):
+    r"""Gated recurrent unit (Cho et al. 2014, Eqs. (5)–(8)), in torch's convention:
+
+    .. math::
+        \begin{aligned}
+        r &= \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}), \qquad
+        z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}), \\
+        n &= \tanh\big(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})\big), \qquad
+        h' = (1 - z) \odot n + z \odot h.
+        \end{aligned}
+
+    Deviation from the paper, as in ``nn.GRUCell``: the reset gate multiplies
+    :math:`W_{hn} h + b_{hn}`, whereas Cho et al. (Eq. (8)) apply it to :math:`h` before
+    the matmul, :math:`W_{hn}(r \odot h)`. As in the paper (Eq. (7)), :math:`z` weighs
+    the *old* state; some later texts swap :math:`z` and :math:`1 - z`. Rows of
+    ``weight_ih`` [3H, I], ``weight_hh`` [3H, H] and the biases [3H] are in the order
+    (r, z, n).
+
+    Args:
+        input_size: I, features of one time step.
+        hidden_size: H, features of the hidden state.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size, 3, "GRUCell")
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """One step: ``x`` (Tensor[N, I] or Tensor[I]), ``h`` (Tensor[N, H] or Tensor[H]; zeros if None) → ``h'``."""
+        unbatched = isinstance(x, torch.Tensor) and x.ndim == 1
+        x = self._check_x(x, "GRUCell.forward")  # [N, I]
+        h = _check_state("h", h, x, unbatched, self.hidden_size, "GRUCell.forward")  # [N, H]
+        a_x, a_h = self._affine(x, h)  # [N, 3H] each
+        x_r, x_z, x_n = a_x.chunk(3, dim=1)  # [N, H] each
+        h_r, h_z, h_n = a_h.chunk(3, dim=1)  # [N, H] each
+        r = torch.sigmoid(x_r + h_r)  # reset gate
+        z = torch.sigmoid(x_z + h_z)  # update gate
+        n = torch.tanh(x_n + r * h_n)  # candidate state
+        h_new = (1 - z) * n + z * h  # interpolate between candidate and old state
+        return h_new.squeeze(0) if unbatched else h_new

@@ -1,0 +1,356 @@
+"""Tests of dlkb.rnn: cells against torch's cells, unroll against nn.RNN/LSTM/GRU, clipping against torch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dlkb import rnn
+
+PAIRS = [
+    (rnn.RNNCell, nn.RNNCell, nn.RNN, {"nonlinearity": "tanh"}),
+    (rnn.RNNCell, nn.RNNCell, nn.RNN, {"nonlinearity": "relu"}),
+    (rnn.LSTMCell, nn.LSTMCell, nn.LSTM, {}),
+    (rnn.GRUCell, nn.GRUCell, nn.GRU, {}),
+]
+IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru"]
+
+
+def make_pair(ours_cls, ref_cls, kwargs, input_size=3, hidden_size=5, dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    ref = ref_cls(input_size, hidden_size, **kwargs).to(dtype)
+    ours = ours_cls(input_size, hidden_size, **kwargs).to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ours, ref
+
+
+def random_state(cell, n, generator, dtype=torch.float32):
+    shape = (cell.hidden_size,) if n is None else (n, cell.hidden_size)
+    h = torch.randn(shape, generator=generator, dtype=dtype)
+    if isinstance(cell, (rnn.LSTMCell, nn.LSTMCell)):
+        return h, torch.randn(shape, generator=generator, dtype=dtype)
+    return h
+
+
+# ---------------------------------------------------------------- cells
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+def test_cell_parameters_match_torch_names_and_shapes(ours_cls, ref_cls, seq_cls, kwargs):
+    ours, ref = ours_cls(3, 5, **kwargs), ref_cls(3, 5, **kwargs)
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in ref.state_dict().items()
+    }
+    bound = 1 / math.sqrt(5)
+    assert all(p.abs().max() <= bound for p in ours.parameters())  # torch's uniform init range
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+@pytest.mark.parametrize("n", [4, 1, None], ids=["batched", "batch1", "unbatched"])
+def test_cell_matches_torch(ours_cls, ref_cls, seq_cls, kwargs, n):
+    ours, ref = make_pair(ours_cls, ref_cls, kwargs)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn((3,) if n is None else (n, 3), generator=g)
+    state = random_state(ours, n, g)
+    out, expected = ours(x, state), ref(x, state)
+    torch.testing.assert_close(out, expected)
+    # missing state = zeros
+    torch.testing.assert_close(ours(x), ref(x))
+    if isinstance(expected, tuple):
+        assert expected[0].shape == out[0].shape == out[1].shape
+    else:
+        assert out.shape == expected.shape
+
+
+def test_gate_order_by_saturating_single_gates():
+    # LSTM (i, f, g, o): i = 0 and f = 1 keep the cell state unchanged; GRU (r, z, n): z = 1 keeps h.
+    g = torch.Generator().manual_seed(2)
+    x, h, c = (torch.randn(2, 4, generator=g) for _ in range(3))
+    lstm, gru = rnn.LSTMCell(4, 4), rnn.GRUCell(4, 4)
+    with torch.no_grad():
+        lstm.bias_ih[0:4] = -1e4  # input gate closed
+        lstm.bias_ih[4:8] = 1e4  # forget gate open
+        lstm.bias_ih[12:16] = 1e4  # output gate open
+        gru.bias_ih[4:8] = 1e4  # update gate: keep the old state
+    h_new, c_new = lstm(x, (h, c))
+    torch.testing.assert_close(c_new, c)
+    torch.testing.assert_close(h_new, torch.tanh(c))
+    torch.testing.assert_close(gru(x, h), h)
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+def test_cell_non_contiguous_input(ours_cls, ref_cls, seq_cls, kwargs):
+    ours, ref = make_pair(ours_cls, ref_cls, kwargs)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 6, generator=g).T  # [6, 3], not contiguous
+    assert not x.is_contiguous()
+    state = random_state(ours, 6, g)
+    torch.testing.assert_close(ours(x, state), ref(x.contiguous(), state))
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+def test_cell_gradcheck_float64(ours_cls, ref_cls, seq_cls, kwargs):
+    ours, _ = make_pair(ours_cls, ref_cls, kwargs, input_size=2, hidden_size=3, dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    if ours_cls is rnn.LSTMCell:
+        h = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        c = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, h, c: ours(x, (h, c)), (x, h, c))
+    else:
+        h = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x, h: ours(x, h), (x, h))
+
+
+def test_parameter_gradients_match_torch():
+    ours, ref = make_pair(rnn.LSTMCell, nn.LSTMCell, {}, dtype=torch.float64)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    sum(t.sum() for t in ours(x)).backward()
+    sum(t.sum() for t in ref(x)).backward()
+    for (name, p), q in zip(ours.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_lstm_formula_written_slowly():
+    # Hochreiter & Schmidhuber 1997 with the forget gate (Gers et al. 2000), one unit at a time.
+    cell = rnn.LSTMCell(2, 2).double().requires_grad_(False)
+    g = torch.Generator().manual_seed(7)
+    x, h, c = (torch.randn(1, 2, generator=g, dtype=torch.float64) for _ in range(3))
+    h_new, c_new = cell(x, (h, c))
+    W, U, b = cell.weight_ih, cell.weight_hh, cell.bias_ih + cell.bias_hh
+    H = 2
+    for j in range(H):
+
+        def pre(k, j=j):  # gate k in order i, f, g, o
+            row = k * H + j
+            return sum(W[row, m] * x[0, m] for m in range(2)) + sum(U[row, m] * h[0, m] for m in range(H)) + b[row]
+
+        sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+        i, f, gg, o = sig(pre(0)), sig(pre(1)), math.tanh(pre(2)), sig(pre(3))
+        cj = f * c[0, j].item() + i * gg
+        assert c_new[0, j].item() == pytest.approx(cj, rel=1e-12)
+        assert h_new[0, j].item() == pytest.approx(o * math.tanh(cj), rel=1e-12)
+
+
+def test_gru_formula_written_slowly():
+    # torch's GRU: r multiplies (W_hn h + b_hn); h' = (1 - z) n + z h.
+    cell = rnn.GRUCell(2, 2).double().requires_grad_(False)
+    g = torch.Generator().manual_seed(8)
+    x, h = (torch.randn(1, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    h_new = cell(x, h)
+    H = 2
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    for j in range(H):
+        ax = [sum(cell.weight_ih[k * H + j, m] * x[0, m] for m in range(2)) + cell.bias_ih[k * H + j] for k in range(3)]
+        ah = [sum(cell.weight_hh[k * H + j, m] * h[0, m] for m in range(H)) + cell.bias_hh[k * H + j] for k in range(3)]
+        r, z = sig(ax[0] + ah[0]), sig(ax[1] + ah[1])
+        n = math.tanh(ax[2] + r * ah[2])
+        assert h_new[0, j].item() == pytest.approx((1 - z) * n + z * h[0, j].item(), rel=1e-12)
+
+
+def test_cells_follow_the_input_device_and_dtype():
+    cell = rnn.GRUCell(3, 4).double()
+    out = cell(torch.zeros(2, 3, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.device == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- unroll
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "given-state"])
+def test_unroll_matches_torch_sequence_module(ours_cls, ref_cls, seq_cls, kwargs, with_state):
+    torch.manual_seed(0)
+    seq = seq_cls(3, 5, **kwargs)
+    cell = ours_cls(3, 5, **kwargs)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in seq.state_dict().items()})
+    g = torch.Generator().manual_seed(9)
+    inputs = torch.randn(7, 2, 3, generator=g)  # [L, N, I]
+    state = random_state(cell, 2, g) if with_state else None
+    out, final = rnn.unroll(cell, inputs, state)
+    if state is None:
+        ref_out, ref_final = seq(inputs)
+    elif isinstance(state, tuple):
+        ref_out, ref_final = seq(inputs, (state[0][None], state[1][None]))
+    else:
+        ref_out, ref_final = seq(inputs, state[None])
+    assert out.shape == (7, 2, 5)
+    torch.testing.assert_close(out, ref_out)
+    if isinstance(final, tuple):
+        torch.testing.assert_close(final[0], ref_final[0][0])
+        torch.testing.assert_close(final[1], ref_final[1][0])
+    else:
+        torch.testing.assert_close(final, ref_final[0])
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls", "seq_cls", "kwargs"), PAIRS, ids=IDS)
+def test_unroll_unbatched_and_non_contiguous(ours_cls, ref_cls, seq_cls, kwargs):
+    torch.manual_seed(1)
+    seq = seq_cls(3, 4, **kwargs)
+    cell = ours_cls(3, 4, **kwargs)
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in seq.state_dict().items()})
+    g = torch.Generator().manual_seed(10)
+    unbatched = torch.randn(5, 3, generator=g)  # [L, I]
+    out, _ = rnn.unroll(cell, unbatched)
+    assert out.shape == (5, 4)
+    torch.testing.assert_close(out, seq(unbatched)[0])
+    batch_first = torch.randn(2, 5, 3, generator=g)
+    inputs = batch_first.transpose(0, 1)  # [L, N, I], not contiguous
+    assert not inputs.is_contiguous()
+    torch.testing.assert_close(rnn.unroll(cell, inputs)[0], seq(inputs.contiguous())[0])
+
+
+def test_unroll_accepts_torch_cells_and_backpropagates_through_time():
+    torch.manual_seed(2)
+    cell = nn.LSTMCell(3, 4)
+    x = torch.randn(6, 2, 3, requires_grad=True)
+    out, (h, c) = rnn.unroll(cell, x)
+    torch.testing.assert_close(out[-1], h)
+    out[-1].sum().backward()
+    assert x.grad[0].abs().sum() > 0  # the gradient reaches the first time step
+
+
+# ---------------------------------------------------------------- clip_grad_norm
+
+
+def _two_models(seed=0):
+    torch.manual_seed(seed)
+    a = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    b = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 4)
+    for m in (a, b):
+        (50 * m(x)).pow(2).sum().backward()
+    return a, b
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 3.0, 1e9, 0.0])
+def test_clip_grad_norm_matches_torch(max_norm):
+    a, b = _two_models()
+    ours = rnn.clip_grad_norm(a.parameters(), max_norm)
+    ref = nn.utils.clip_grad_norm_(b.parameters(), max_norm)
+    torch.testing.assert_close(ours, ref)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in a.parameters()]))
+    assert ours > 1.0  # the gradients were large enough for clipping to matter
+    expected = min(max_norm, ours.item())
+    assert after.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_clip_grad_norm_single_tensor_missing_grads_and_int_max_norm():
+    p = torch.tensor([3.0, 4.0], requires_grad=True)
+    p.grad = torch.tensor([3.0, 4.0])
+    q = torch.zeros(2, requires_grad=True)  # no grad: skipped
+    total = rnn.clip_grad_norm([p, q], 1)
+    assert total.item() == pytest.approx(5.0)
+    torch.testing.assert_close(p.grad, torch.tensor([0.6, 0.8]) * 5 / (5 + 1e-6))
+    assert q.grad is None
+    assert rnn.clip_grad_norm(q, 1.0).item() == 0.0
+    r = torch.ones(3, requires_grad=True)
+    r.grad = torch.ones(3)
+    assert rnn.clip_grad_norm(r, 10.0).item() == pytest.approx(math.sqrt(3))
+    torch.testing.assert_close(r.grad, torch.ones(3))
+
+
+def test_clip_grad_norm_non_contiguous_grad():
+    p = torch.zeros(3, 4, requires_grad=True)
+    p2 = torch.zeros(3, 4, requires_grad=True)
+    g = torch.arange(12.0).reshape(4, 3).T  # not contiguous
+    p.grad, p2.grad = g.clone().T.contiguous().T, g.contiguous()
+    assert not p.grad.is_contiguous()
+    torch.testing.assert_close(rnn.clip_grad_norm(p, 2.0), nn.utils.clip_grad_norm_(p2, 2.0))
+    torch.testing.assert_close(p.grad, p2.grad)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: rnn.RNNCell(3, 4, nonlinearity="sigmoid"), ValueError, r"RNNCell: nonlinearity must be one of"),
+        (lambda: rnn.RNNCell(0, 4), ValueError, r"RNNCell: input_size must be a positive int; got 0"),
+        (lambda: rnn.LSTMCell(3, -1), ValueError, r"LSTMCell: hidden_size must be a positive int; got -1"),
+        (lambda: rnn.GRUCell(3.0, 4), TypeError, r"GRUCell: input_size must be int; got float"),
+        (lambda: rnn.GRUCell(3, True), TypeError, r"GRUCell: hidden_size must be int; got bool"),
+    ],
+)
+def test_constructor_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+@pytest.mark.parametrize("cls", [rnn.RNNCell, rnn.GRUCell, rnn.LSTMCell])
+def test_forward_validation(cls):
+    cell = cls(3, 4)
+    name = f"{cls.__name__}.forward"
+    wrap = (lambda h: (h, torch.zeros_like(h))) if cls is rnn.LSTMCell else (lambda h: h)
+    with pytest.raises(TypeError, match=rf"{name}: x must be Tensor; got list"):
+        cell([1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match=rf"{name}: x must be a floating-point tensor; got dtype torch.int64"):
+        cell(torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match=rf"{name}: x must have the dtype and device of the cell's parameters"):
+        cell(torch.zeros(2, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=rf"{name}: x must have 3 features \(input_size\).*got shape \(2, 5\)"):
+        cell(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=rf"{name}: x must have shape \(N, 3\) or \(3,\); got \(1, 2, 3\)"):
+        cell(torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match=rf"{name}: batch sizes of x and h differ: x has N = 2, h has N = 3"):
+        cell(torch.zeros(2, 3), wrap(torch.zeros(3, 4)))
+    with pytest.raises(ValueError, match=rf"{name}: h must have shape \(2, 4\); got \(2, 5\)"):
+        cell(torch.zeros(2, 3), wrap(torch.zeros(2, 5)))
+    with pytest.raises(ValueError, match=rf"{name}: h must have shape \(4,\); got \(1, 4\)"):
+        cell(torch.zeros(3), wrap(torch.zeros(1, 4)))
+    with pytest.raises(TypeError, match=rf"{name}: h must have the dtype and device of x"):
+        cell(torch.zeros(2, 3), wrap(torch.zeros(2, 4, dtype=torch.float64)))
+    if cls is rnn.LSTMCell:
+        with pytest.raises(TypeError, match=r"LSTMCell.forward: state must be a tuple \(h, c\)"):
+            cell(torch.zeros(2, 3), torch.zeros(2, 4))
+        with pytest.raises(ValueError, match=r"LSTMCell.forward: batch sizes of x and c differ: x has N = 2, c has N = 1"):
+            cell(torch.zeros(2, 3), (torch.zeros(2, 4), torch.zeros(1, 4)))
+        with pytest.raises(TypeError, match=r"LSTMCell.forward: c must be Tensor; got float"):
+            cell(torch.zeros(2, 3), (torch.zeros(2, 4), 0.0))
+    else:
+        with pytest.raises(TypeError, match=rf"{name}: h must be Tensor; got tuple"):
+            cell(torch.zeros(2, 3), (torch.zeros(2, 4),))
+
+
+def test_unroll_validation():
+    cell = rnn.GRUCell(3, 4)
+    with pytest.raises(TypeError, match=r"unroll: cell must be RNNCell, LSTMCell or GRUCell; got Linear"):
+        rnn.unroll(nn.Linear(3, 4), torch.zeros(5, 2, 3))
+    with pytest.raises(TypeError, match=r"unroll: inputs must be Tensor; got list"):
+        rnn.unroll(cell, [[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match=r"unroll: inputs must have shape \(L, N, 3\) or \(L, 3\); got \(3,\)"):
+        rnn.unroll(cell, torch.zeros(3))
+    with pytest.raises(ValueError, match=r"unroll: inputs must have 3 features \(cell.input_size\).*got shape \(5, 2, 2\)"):
+        rnn.unroll(cell, torch.zeros(5, 2, 2))
+    with pytest.raises(ValueError, match=r"unroll: inputs must have at least one time step; got shape \(0, 2, 3\)"):
+        rnn.unroll(cell, torch.zeros(0, 2, 3))
+    with pytest.raises(ValueError, match=r"GRUCell.forward: batch sizes of x and h differ"):
+        rnn.unroll(cell, torch.zeros(5, 2, 3), torch.zeros(3, 4))
+
+
+@pytest.mark.parametrize(
+    ("max_norm", "exc", "match"),
+    [
+        (-1.0, ValueError, r"clip_grad_norm: max_norm must be >= 0; got -1.0"),
+        (float("nan"), ValueError, r"clip_grad_norm: max_norm must be >= 0; got nan"),
+        ("1", TypeError, r"clip_grad_norm: max_norm must be int or float; got str"),
+        (True, TypeError, r"clip_grad_norm: max_norm must be int or float; got bool"),
+    ],
+)
+def test_clip_grad_norm_validation(max_norm, exc, match):
+    p = torch.zeros(2, requires_grad=True)
+    with pytest.raises(exc, match=match):
+        rnn.clip_grad_norm([p], max_norm)
+
+
+def test_clip_grad_norm_rejects_non_tensor_elements():
+    with pytest.raises(TypeError, match=r"clip_grad_norm: parameters must be tensors; element 1 is float"):
+        rnn.clip_grad_norm([torch.zeros(1), 1.0], 1.0)
