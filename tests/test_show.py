@@ -29,3 +29,11 @@ def test_show_source_refuses_foreign_or_non_code_objects():
         show_source(json.dumps)
     with pytest.raises(TypeError, match="show_source: obj must be a function, class, method or module; got int"):
         show_source(3)
+
+
+def test_show_source_unwraps_decorated_functions():
+    from dlkb.train import evaluate  # decorated with @torch.no_grad()
+
+    src = show_source(evaluate)
+    assert "def evaluate(" in str(src) and "model.eval()" in str(src)
+    assert repr(src).startswith("# dlkb.train.evaluate  (train.py:")

@@ -26,6 +26,8 @@ class Source:
     """
 
     def __init__(self, obj: object) -> None:
+        # Decorators such as @torch.no_grad() wrap the function; show the function itself.
+        obj = inspect.unwrap(obj) if callable(obj) and not inspect.isclass(obj) else obj
         if not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj) or inspect.ismodule(obj)):
             raise TypeError(
                 f"show_source: obj must be a function, class, method or module; got {type(obj).__name__}"
