@@ -1,0 +1,557 @@
+r"""The Transformer: scaled dot-product attention, multi-head attention, encoder and decoder layers.
+
+Everything is built from elementary operations (``matmul``, ``softmax``, ``nn.Linear``,
+``nn.LayerNorm``); torch's own attention is used only in the tests, as the reference.
+
+Shape letters: N batch, L target (query) length, S source (key/value) length,
+E embedding size (``d_model``), H heads, D = E / H size per head, V vocabulary size.
+
+Mask convention (the same as ``F.scaled_dot_product_attention``): a **boolean** mask,
+``True`` = this query may attend to this key. ``nn.MultiheadAttention``'s
+``key_padding_mask`` and boolean ``attn_mask`` use the opposite convention
+(``True`` = ignore). A query row whose keys are all masked gets zero weights and a
+zero output here (as in ``F.scaled_dot_product_attention``), not NaN.
+
+Papers:
+    Vaswani et al. 2017, "Attention Is All You Need" (NeurIPS): Eq. (1) attention,
+    Sec. 3.2.2 multi-head attention, Sec. 3.5 positional encoding, Sec. 3.1 and 5.4 the
+    encoder/decoder layers with residual dropout and post-norm.
+    Ba et al. 2016, "Layer Normalization".
+    Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture" (pre-norm).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dlkb.utils import check_type
+
+__all__ = [
+    "scaled_dot_product_attention",
+    "causal_mask",
+    "sinusoidal_positional_encoding",
+    "MultiHeadAttention",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "Seq2SeqTransformer",
+]
+
+
+def _check_positive_int(name: str, value: object, caller: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{caller}: {name} must be int; got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{caller}: {name} must be a positive int; got {value}")
+
+
+def _check_float_tensor(name: str, value: object, caller: str, min_ndim: int) -> None:
+    check_type(name, value, torch.Tensor, caller=caller)
+    if not value.is_floating_point():
+        raise TypeError(f"{caller}: {name} must be a floating-point tensor; got dtype {value.dtype}")
+    if value.ndim < min_ndim:
+        raise ValueError(f"{caller}: {name} must have at least {min_ndim} dimensions; got shape {tuple(value.shape)}")
+
+
+def _check_mask(mask: object, target: tuple[int, ...], caller: str, name: str = "mask") -> None:
+    """A boolean tensor that broadcasts to ``target`` without growing ``target``."""
+    check_type(name, mask, torch.Tensor, caller=caller)
+    if mask.dtype != torch.bool:
+        raise TypeError(
+            f"{caller}: {name} must be a boolean tensor (True = may attend); got dtype {mask.dtype}. "
+            "Convert an additive float mask with `mask == 0`."
+        )
+    try:
+        shape = torch.broadcast_shapes(mask.shape, target)
+    except RuntimeError:
+        shape = None
+    if shape != torch.Size(target):
+        raise ValueError(f"{caller}: {name} of shape {tuple(mask.shape)} does not broadcast to {tuple(target)}")
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Scaled dot-product attention, Vaswani et al. 2017, Eq. (1).
+
+    .. math::
+        \operatorname{Attention}(Q, K, V) = \operatorname{softmax}\!\Big(\frac{QK^\top}{\sqrt{d_k}}\Big)V
+
+    Masked scores are excluded from the softmax. A query whose keys are all masked gets
+    zero weights and a zero output (``F.scaled_dot_product_attention`` does the same;
+    a plain ``-inf`` fill would give NaN).
+
+    Args:
+        q (Tensor[..., L, E]): queries.
+        k (Tensor[..., S, E]): keys; leading dimensions broadcast with ``q``'s.
+        v (Tensor[..., S, Ev]): values.
+        mask (Tensor[..., L, S] of bool, optional): ``True`` = the query may attend to
+            the key; must broadcast to the shape of the scores ``(..., L, S)``.
+
+    Returns:
+        ``(output, weights)``: output (Tensor[..., L, Ev]) and the attention weights
+        (Tensor[..., L, S]), each row summing to 1 (or 0 for a fully masked row).
+
+    Raises:
+        TypeError: if an input is not a floating-point tensor, or the mask is not boolean.
+        ValueError: on mismatched sizes or a mask that does not broadcast.
+    """
+    caller = "scaled_dot_product_attention"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        _check_float_tensor(name, t, caller, 2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"{caller}: q and k must have the same embedding size E (last dim); got {q.shape[-1]} and {k.shape[-1]}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"{caller}: k and v must have the same length S (dim -2); got {k.shape[-2]} and {v.shape[-2]}"
+        )
+    if not q.dtype == k.dtype == v.dtype:
+        raise TypeError(f"{caller}: q, k and v must have the same dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"{caller}: the leading (batch) dimensions of q, k and v must broadcast; got "
+            f"{tuple(q.shape)}, {tuple(k.shape)} and {tuple(v.shape)}"
+        ) from None
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., L, S]
+    if mask is None:
+        weights = torch.softmax(scores, dim=-1)  # [..., L, S]
+        return weights @ v, weights
+    _check_mask(mask, (*batch, q.shape[-2], k.shape[-2]), caller)
+    # The most negative finite number, not -inf: a fully masked row then softmaxes to a
+    # uniform row (no NaN, also none in the backward pass), which the second fill zeroes.
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)  # [..., L, S]
+    return weights @ v, weights
+
+
+def causal_mask(size: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Causal (look-ahead) mask: position ``i`` may attend to positions ``j <= i``.
+
+    Args:
+        size: the sequence length L.
+        device: where to create the mask (the CPU by default).
+
+    Returns:
+        Tensor[L, L] of bool, ``True`` on and below the diagonal.
+    """
+    _check_positive_int("size", size, "causal_mask")
+    return torch.ones(size, size, dtype=torch.bool, device=device).tril()
+
+
+def sinusoidal_positional_encoding(max_len: int, d_model: int) -> torch.Tensor:
+    r"""Sinusoidal positional encoding, Vaswani et al. 2017, Sec. 3.5.
+
+    .. math::
+        PE_{(pos, 2i)} = \sin\big(pos / 10000^{2i/d_{model}}\big), \qquad
+        PE_{(pos, 2i+1)} = \cos\big(pos / 10000^{2i/d_{model}}\big)
+
+    Args:
+        max_len: number of positions (rows), positions 0 … max_len − 1.
+        d_model: encoding size; must be even (sine and cosine come in pairs).
+
+    Returns:
+        Tensor[max_len, d_model] (float32).
+    """
+    caller = "sinusoidal_positional_encoding"
+    _check_positive_int("max_len", max_len, caller)
+    _check_positive_int("d_model", d_model, caller)
+    if d_model % 2:
+        raise ValueError(f"{caller}: d_model must be even (sin/cos pairs); got {d_model}")
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # [L, 1]
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)  # [E/2]
+    angle = pos / 10000.0 ** (two_i / d_model)  # [L, E/2]
+    pe = torch.empty(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle)
+    return pe.float()
+
+
+class MultiHeadAttention(nn.Module):
+    r"""Multi-head attention, Vaswani et al. 2017, Sec. 3.2.2 (batch first).
+
+    .. math::
+        \operatorname{MultiHead}(Q, K, V) = \operatorname{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H) W^O,
+        \quad \mathrm{head}_h = \operatorname{Attention}(Q W^Q_h, K W^K_h, V W^V_h)
+
+    The H projections of size D = E / H are computed by one ``nn.Linear(E, E)`` each
+    and split into heads by a reshape: (N, L, E) → (N, L, H, D) → (N, H, L, D).
+
+    Args:
+        d_model: embedding size E.
+        num_heads: number of heads H; must divide ``d_model``.
+        bias: whether the four projections have a bias.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, bias: bool = True) -> None:
+        super().__init__()
+        caller = "MultiHeadAttention"
+        _check_positive_int("d_model", d_model, caller)
+        _check_positive_int("num_heads", num_heads, caller)
+        check_type("bias", bias, bool, caller=caller)
+        if d_model % num_heads:
+            raise ValueError(f"{caller}: d_model must be divisible by num_heads; got {d_model} and {num_heads}")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads  # D
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)  # W^Q of all heads side by side
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)  # W^K
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)  # W^V
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)  # W^O
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query (Tensor[N, L, E]): queries.
+            key (Tensor[N, S, E]): keys.
+            value (Tensor[N, S, E]): values.
+            mask (Tensor of bool, optional): ``True`` = may attend. Shape (L, S) for all
+                sequences, (N, L, S) or (N, 1, S) per sequence (a padding mask), or
+                anything that broadcasts to (N, H, L, S).
+
+        Returns:
+            ``(output, weights)``: Tensor[N, L, E] and Tensor[N, H, L, S].
+        """
+        caller = "MultiHeadAttention.forward"
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            _check_float_tensor(name, t, caller, 3)
+            if t.ndim != 3 or t.shape[-1] != self.d_model:
+                raise ValueError(
+                    f"{caller}: {name} must have shape (N, length, d_model={self.d_model}); got {tuple(t.shape)}"
+                )
+        if key.shape[:2] != value.shape[:2]:
+            raise ValueError(
+                f"{caller}: key and value must have the same (N, S); got {tuple(key.shape)} and {tuple(value.shape)}"
+            )
+        if query.shape[0] != key.shape[0]:
+            raise ValueError(
+                f"{caller}: query and key must have the same batch size N; got {query.shape[0]} and {key.shape[0]}"
+            )
+        n, l, _ = query.shape  # N, L, E
+        s = key.shape[1]  # S
+        h, d = self.num_heads, self.head_dim
+        if mask is not None:
+            check_type("mask", mask, torch.Tensor, caller=caller)
+            if mask.ndim == 3:  # (N, L, S) or (N, 1, S): one mask per sequence, shared by the heads
+                mask = mask.unsqueeze(1)  # [N, 1, L|1, S]
+            _check_mask(mask, (n, h, l, s), caller)
+        q = self.w_q(query).reshape(n, l, h, d).transpose(1, 2)  # [N, H, L, D]
+        k = self.w_k(key).reshape(n, s, h, d).transpose(1, 2)  # [N, H, S, D]
+        v = self.w_v(value).reshape(n, s, h, d).transpose(1, 2)  # [N, H, S, D]
+        out, weights = scaled_dot_product_attention(q, k, v, mask)  # [N, H, L, D], [N, H, L, S]
+        out = out.transpose(1, 2).reshape(n, l, h * d)  # [N, L, E]; reshape copies the non-contiguous view
+        return self.w_o(out), weights
+
+
+def _check_layer_args(caller: str, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
+    _check_positive_int("d_model", d_model, caller)
+    _check_positive_int("num_heads", num_heads, caller)
+    _check_positive_int("dim_feedforward", dim_feedforward, caller)
+    check_type("dropout", dropout, (int, float), caller=caller)
+    if isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{caller}: dropout must be in [0, 1); got {dropout!r}")
+    check_type("norm_first", norm_first, bool, caller=caller)
+    if d_model % num_heads:
+        raise ValueError(f"{caller}: d_model must be divisible by num_heads; got {d_model} and {num_heads}")
+
+
+class TransformerEncoderLayer(nn.Module):
+    r"""One encoder layer: self-attention and feed-forward, each with a residual connection.
+
+    Post-norm (the paper, Sec. 3.1): ``x = LN(x + Dropout(Sublayer(x)))``.
+    Pre-norm (``norm_first=True``, Xiong et al. 2020): ``x = x + Dropout(Sublayer(LN(x)))``;
+    a stack of pre-norm layers needs one more LayerNorm at its end.
+
+    Submodules follow ``nn.TransformerEncoderLayer`` (``self_attn``, ``linear1``,
+    ``linear2``, ``norm1``, ``norm2``), so weights copy over one to one. Dropout is
+    applied to each sub-layer's output (the paper's residual dropout, Sec. 5.4) and,
+    as in torch, inside the feed-forward network.
+
+    Args:
+        d_model: embedding size E.
+        num_heads: number of attention heads H.
+        dim_feedforward: hidden size of the feed-forward network.
+        dropout: dropout probability.
+        norm_first: pre-norm if True, post-norm (default) if False.
+    """
+
+    def __init__(
+        self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float = 0.0, norm_first: bool = False
+    ) -> None:
+        super().__init__()
+        _check_layer_args("TransformerEncoderLayer", d_model, num_heads, dim_feedforward, dropout, norm_first)
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def _sa(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.dropout(self.self_attn(x, x, x, mask)[0])
+
+    def _ff(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x)))))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor[N, S, E] → Tensor[N, S, E]; ``mask`` as in :class:`MultiHeadAttention` (True = attend)."""
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), mask)
+            return x + self._ff(self.norm2(x))
+        x = self.norm1(x + self._sa(x, mask))
+        return self.norm2(x + self._ff(x))
+
+
+class TransformerDecoderLayer(nn.Module):
+    r"""One decoder layer: masked self-attention, cross-attention to the encoder output, feed-forward.
+
+    Same residual/LayerNorm arrangement as :class:`TransformerEncoderLayer`, with three
+    sub-layers (Vaswani et al. 2017, Sec. 3.1). Submodules follow
+    ``nn.TransformerDecoderLayer`` except that its ``multihead_attn`` is called
+    ``cross_attn`` here.
+
+    Args:
+        d_model: embedding size E.
+        num_heads: number of attention heads H.
+        dim_feedforward: hidden size of the feed-forward network.
+        dropout: dropout probability.
+        norm_first: pre-norm if True, post-norm (default) if False.
+    """
+
+    def __init__(
+        self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float = 0.0, norm_first: bool = False
+    ) -> None:
+        super().__init__()
+        _check_layer_args("TransformerDecoderLayer", d_model, num_heads, dim_feedforward, dropout, norm_first)
+        self.norm_first = norm_first
+        self.self_attn = MultiHeadAttention(d_model, num_heads)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def _sa(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.dropout(self.self_attn(x, x, x, mask)[0])
+
+    def _ca(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return self.dropout(self.cross_attn(x, memory, memory, mask)[0])
+
+    def _ff(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x)))))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_mask: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decode one layer.
+
+        Args:
+            x (Tensor[N, L, E]): the target sequence so far.
+            memory (Tensor[N, S, E]): the encoder output.
+            tgt_mask (Tensor of bool, optional): self-attention mask, usually
+                :func:`causal_mask` (L, L), possibly combined with a target padding mask.
+            memory_mask (Tensor of bool, optional): cross-attention mask, usually the
+                source padding mask of shape (N, 1, S).
+
+        Returns:
+            Tensor[N, L, E].
+        """
+        if self.norm_first:
+            x = x + self._sa(self.norm1(x), tgt_mask)
+            x = x + self._ca(self.norm2(x), memory, memory_mask)
+            return x + self._ff(self.norm3(x))
+        x = self.norm1(x + self._sa(x, tgt_mask))
+        x = self.norm2(x + self._ca(x, memory, memory_mask))
+        return self.norm3(x + self._ff(x))
+
+
+class Seq2SeqTransformer(nn.Module):
+    r"""A small encoder–decoder Transformer for token sequences (Vaswani et al. 2017, Fig. 1).
+
+    Token embeddings are multiplied by :math:`\sqrt{d_{model}}` and added to the
+    sinusoidal positional encoding (Sec. 3.4, 3.5); the decoder output goes through a
+    linear layer to vocabulary logits. With ``pad_idx`` set, padded source positions are
+    masked in the encoder's self-attention and in the cross-attention, and padded target
+    positions as keys of the decoder's self-attention.
+
+    Args:
+        src_vocab_size: number of source tokens.
+        tgt_vocab_size: number of target tokens V.
+        d_model: embedding size E.
+        num_heads: attention heads H.
+        num_encoder_layers: encoder depth.
+        num_decoder_layers: decoder depth.
+        dim_feedforward: hidden size of the feed-forward networks.
+        dropout: dropout probability (also applied to embeddings + positions).
+        max_len: longest source or target sequence.
+        pad_idx: the padding token (shared by source and target), or None.
+        norm_first: pre-norm layers (then a final LayerNorm closes each stack).
+    """
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        d_model: int = 32,
+        num_heads: int = 4,
+        num_encoder_layers: int = 1,
+        num_decoder_layers: int = 1,
+        dim_feedforward: int = 64,
+        dropout: float = 0.0,
+        max_len: int = 64,
+        pad_idx: int | None = None,
+        norm_first: bool = False,
+    ) -> None:
+        super().__init__()
+        caller = "Seq2SeqTransformer"
+        for name, value in (
+            ("src_vocab_size", src_vocab_size),
+            ("tgt_vocab_size", tgt_vocab_size),
+            ("num_encoder_layers", num_encoder_layers),
+            ("num_decoder_layers", num_decoder_layers),
+            ("max_len", max_len),
+        ):
+            _check_positive_int(name, value, caller)
+        _check_layer_args(caller, d_model, num_heads, dim_feedforward, dropout, norm_first)
+        if d_model % 2:
+            raise ValueError(f"{caller}: d_model must be even for the sinusoidal encoding; got {d_model}")
+        if pad_idx is not None:
+            check_type("pad_idx", pad_idx, int, caller=caller)
+            if not 0 <= pad_idx < min(src_vocab_size, tgt_vocab_size):
+                raise ValueError(
+                    f"{caller}: pad_idx must be a token of both vocabularies, in [0, "
+                    f"{min(src_vocab_size, tgt_vocab_size)}); got {pad_idx}"
+                )
+        self.d_model = d_model
+        self.pad_idx = pad_idx
+        self.max_len = max_len
+        self.src_embed = nn.Embedding(src_vocab_size, d_model)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model)
+        self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)  # [max_len, E]
+        self.dropout = nn.Dropout(dropout)
+        self.encoder_layers = nn.ModuleList(
+            TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout, norm_first)
+            for _ in range(num_encoder_layers)
+        )
+        self.decoder_layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, num_heads, dim_feedforward, dropout, norm_first)
+            for _ in range(num_decoder_layers)
+        )
+        # Pre-norm stacks end with a LayerNorm (the residual stream is never normalized otherwise).
+        self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+        self.generator = nn.Linear(d_model, tgt_vocab_size)
+
+    def _check_tokens(self, name: str, tokens: object, vocab: int, caller: str) -> None:
+        check_type(name, tokens, torch.Tensor, caller=caller)
+        if tokens.dtype != torch.long:
+            raise TypeError(f"{caller}: {name} must be a tensor of token ids (torch.long); got dtype {tokens.dtype}")
+        if tokens.ndim != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"{caller}: {name} must have shape (N, length ≥ 1); got {tuple(tokens.shape)}")
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"{caller}: {name} is longer than max_len={self.max_len}; got length {tokens.shape[1]}")
+        if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < vocab):
+            raise ValueError(
+                f"{caller}: {name} ids must be in [0, {vocab}); got min {int(tokens.min())}, max {int(tokens.max())}"
+            )
+
+    def _embed(self, embedding: nn.Embedding, tokens: torch.Tensor) -> torch.Tensor:
+        x = embedding(tokens) * math.sqrt(self.d_model)  # [N, T, E]
+        return self.dropout(x + self.pe[: tokens.shape[1]])
+
+    def src_mask(self, src: torch.Tensor) -> torch.Tensor | None:
+        """Source padding mask (N, 1, S), True on real tokens; None without ``pad_idx``."""
+        return None if self.pad_idx is None else (src != self.pad_idx).unsqueeze(1)
+
+    def tgt_mask(self, tgt: torch.Tensor) -> torch.Tensor:
+        """Decoder self-attention mask (N, L, L): causal, and padded target keys masked."""
+        mask = causal_mask(tgt.shape[1], device=tgt.device).unsqueeze(0)  # [1, L, L]
+        if self.pad_idx is not None:
+            mask = mask & (tgt != self.pad_idx).unsqueeze(1)  # [N, L, L]
+        return mask.expand(tgt.shape[0], -1, -1)
+
+    def encode(self, src: torch.Tensor) -> torch.Tensor:
+        """Source tokens Tensor[N, S] → memory Tensor[N, S, E]."""
+        self._check_tokens("src", src, self.src_embed.num_embeddings, "Seq2SeqTransformer.encode")
+        x, mask = self._embed(self.src_embed, src), self.src_mask(src)
+        for layer in self.encoder_layers:
+            x = layer(x, mask)
+        return self.encoder_norm(x)
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        """Decoder input tokens Tensor[N, L] (starting with BOS) → logits Tensor[N, L, V]."""
+        self._check_tokens("tgt", tgt, self.tgt_embed.num_embeddings, "Seq2SeqTransformer.decode")
+        x, tgt_mask, memory_mask = self._embed(self.tgt_embed, tgt), self.tgt_mask(tgt), self.src_mask(src)
+        for layer in self.decoder_layers:
+            x = layer(x, memory, tgt_mask, memory_mask)
+        return self.generator(self.decoder_norm(x))
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: logits Tensor[N, L, V] for every position of the decoder input ``tgt`` (N, L)."""
+        return self.decode(tgt, self.encode(src), src)
+
+    def greedy_decode(self, src: torch.Tensor, max_len: int, bos_idx: int, eos_idx: int | None = None) -> torch.Tensor:
+        """Greedy decoding: start from BOS and append the arg-max token, ``max_len`` times.
+
+        The encoder runs once; the decoder re-reads the whole prefix at every step
+        (no key/value cache, which is fine for short toy sequences). After a sequence
+        emits ``eos_idx``, its later tokens are ``pad_idx`` (or ``eos_idx`` without one),
+        and decoding stops early once every sequence has finished.
+
+        Args:
+            src (Tensor[N, S] of long): source tokens.
+            max_len: number of tokens to generate (BOS excluded).
+            bos_idx: begin-of-sequence token of the target vocabulary.
+            eos_idx: end-of-sequence token, or None.
+
+        Returns:
+            Tensor[N, max_len] of long: the generated tokens, without BOS.
+        """
+        caller = "Seq2SeqTransformer.greedy_decode"
+        _check_positive_int("max_len", max_len, caller)
+        if max_len + 1 > self.max_len:
+            raise ValueError(f"{caller}: max_len + 1 (with BOS) must be ≤ {self.max_len}; got {max_len + 1}")
+        vocab = self.tgt_embed.num_embeddings
+        for name, idx in (("bos_idx", bos_idx), ("eos_idx", eos_idx)):
+            if idx is None and name == "eos_idx":
+                continue
+            check_type(name, idx, int, caller=caller)
+            if not 0 <= idx < vocab:
+                raise ValueError(f"{caller}: {name} must be in [0, {vocab}); got {idx}")
+        was_training = self.training
+        self.eval()
+        filler = self.pad_idx if self.pad_idx is not None else eos_idx
+        # `with`, not the @torch.no_grad() decorator, so that inspect finds this file for show_source
+        with torch.no_grad():
+            memory = self.encode(src)  # [N, S, E]
+            out = torch.full((src.shape[0], 1), bos_idx, dtype=torch.long, device=src.device)  # [N, 1]
+            done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+            for _ in range(max_len):
+                next_token = self.decode(out, memory, src)[:, -1].argmax(dim=-1)  # [N]
+                if eos_idx is not None:
+                    next_token = next_token.masked_fill(done, filler)
+                    done = done | (next_token == eos_idx)
+                out = torch.cat([out, next_token[:, None]], dim=1)
+                if eos_idx is not None and bool(done.all()):
+                    break
+        self.train(was_training)
+        tokens = out[:, 1:]
+        if tokens.shape[1] < max_len:  # stopped early: every sequence has finished
+            pad = torch.full((tokens.shape[0], max_len - tokens.shape[1]), filler, dtype=torch.long, device=src.device)
+            tokens = torch.cat([tokens, pad], dim=1)
+        return tokens

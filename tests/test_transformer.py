@@ -1,0 +1,443 @@
+"""Tests of dlkb.transformer against torch's attention, Transformer layers and the paper's formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkb.transformer import (
+    MultiHeadAttention,
+    Seq2SeqTransformer,
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+    causal_mask,
+    scaled_dot_product_attention,
+    sinusoidal_positional_encoding,
+)
+
+
+def copy_mha(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
+    """Copy nn.MultiheadAttention's packed in_proj (q, k, v stacked) and out_proj into ours."""
+    e = ours.d_model
+    with torch.no_grad():
+        for i, lin in enumerate((ours.w_q, ours.w_k, ours.w_v)):
+            lin.weight.copy_(ref.in_proj_weight[i * e : (i + 1) * e])
+            lin.bias.copy_(ref.in_proj_bias[i * e : (i + 1) * e])
+        ours.w_o.weight.copy_(ref.out_proj.weight)
+        ours.w_o.bias.copy_(ref.out_proj.bias)
+
+
+# ---------------------------------------------------------------- scaled_dot_product_attention
+
+
+def test_sdpa_shapes_and_values_match_torch(generator):
+    q = torch.randn(2, 3, 5, 4, generator=generator)
+    k = torch.randn(2, 3, 7, 4, generator=generator)
+    v = torch.randn(2, 3, 7, 6, generator=generator)
+    out, w = scaled_dot_product_attention(q, k, v)
+    assert out.shape == (2, 3, 5, 6) and w.shape == (2, 3, 5, 7)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v))
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 5))
+
+
+def test_sdpa_weights_follow_the_formula_slowly(generator):
+    q, k, v = (torch.randn(3, 4, generator=generator, dtype=torch.float64) for _ in range(3))
+    out, w = scaled_dot_product_attention(q, k, v)
+    for i in range(3):
+        scores = [sum(q[i, e] * k[j, e] for e in range(4)) / math.sqrt(4) for j in range(3)]
+        z = sum(math.exp(s) for s in scores)
+        for j in range(3):
+            assert abs(w[i, j].item() - math.exp(scores[j]) / z) < 1e-12
+        assert torch.allclose(out[i], sum(w[i, j] * v[j] for j in range(3)))
+
+
+@pytest.mark.parametrize("mask_shape", [(5, 7), (2, 1, 5, 7), (2, 3, 1, 7)])
+def test_sdpa_boolean_mask_matches_torch(generator, mask_shape):
+    q = torch.randn(2, 3, 5, 4, generator=generator)
+    k = torch.randn(2, 3, 7, 4, generator=generator)
+    v = torch.randn(2, 3, 7, 4, generator=generator)
+    mask = torch.rand(mask_shape, generator=generator) > 0.4
+    mask[..., 0] = True  # no fully masked row here (tested separately)
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    assert not w.masked_select(~mask.expand_as(w)).any()
+
+
+def test_sdpa_fully_masked_row_gives_zeros_like_torch(generator):
+    q, k, v = (torch.randn(1, 4, 3, generator=generator) for _ in range(3))
+    mask = causal_mask(4).clone()
+    mask[2] = False  # query 2 may attend to nothing
+    out, w = scaled_dot_product_attention(q, k, v, mask)
+    assert torch.isfinite(out).all() and torch.isfinite(w).all()
+    assert (out[0, 2] == 0).all() and (w[0, 2] == 0).all()
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    # and the backward pass stays finite too
+    q.requires_grad_(True)
+    scaled_dot_product_attention(q, k, v, mask)[0].sum().backward()
+    assert torch.isfinite(q.grad).all()
+
+
+def test_sdpa_causal_mask_matches_is_causal(generator):
+    q, k, v = (torch.randn(2, 6, 4, generator=generator) for _ in range(3))
+    out, _ = scaled_dot_product_attention(q, k, v, causal_mask(6))
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+
+
+def test_sdpa_non_contiguous_and_broadcast_batch(generator):
+    q = torch.randn(4, 2, 5, generator=generator).transpose(0, 1)  # [2, 4, 5], non-contiguous
+    k = torch.randn(1, 6, 5, generator=generator)  # batch broadcasts
+    v = torch.randn(1, 6, 3, generator=generator)
+    assert not q.is_contiguous()
+    out, w = scaled_dot_product_attention(q, k, v)
+    assert out.shape == (2, 4, 3) and w.shape == (2, 4, 6)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k.expand(2, 6, 5), v.expand(2, 6, 3)))
+
+
+def test_sdpa_gradcheck(generator):
+    q = torch.randn(2, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(2, 5, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 5, 2, generator=generator, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, False, True, False]] * 3)
+    assert torch.autograd.gradcheck(lambda a, b, c: scaled_dot_product_attention(a, b, c, mask), (q, k, v))
+
+
+def test_sdpa_bad_inputs():
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 4)
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention: q must be Tensor; got list"):
+        scaled_dot_product_attention([1.0], k, v)
+    with pytest.raises(TypeError, match=r"k must be a floating-point tensor; got dtype torch.int64"):
+        scaled_dot_product_attention(q, k.long(), v)
+    with pytest.raises(ValueError, match=r"v must have at least 2 dimensions; got shape \(4,\)"):
+        scaled_dot_product_attention(q, k, torch.randn(4))
+    with pytest.raises(ValueError, match=r"q and k must have the same embedding size E \(last dim\); got 4 and 3"):
+        scaled_dot_product_attention(q, torch.randn(2, 5, 3), v)
+    with pytest.raises(ValueError, match=r"k and v must have the same length S \(dim -2\); got 5 and 6"):
+        scaled_dot_product_attention(q, k, torch.randn(2, 6, 4))
+    with pytest.raises(TypeError, match=r"q, k and v must have the same dtype"):
+        scaled_dot_product_attention(q.double(), k, v)
+    with pytest.raises(ValueError, match=r"leading \(batch\) dimensions of q, k and v must broadcast"):
+        scaled_dot_product_attention(q, torch.randn(3, 5, 4), torch.randn(3, 5, 4))
+    with pytest.raises(TypeError, match=r"mask must be a boolean tensor \(True = may attend\); got dtype torch.float32"):
+        scaled_dot_product_attention(q, k, v, torch.zeros(3, 5))
+    with pytest.raises(TypeError, match=r"mask must be Tensor; got list"):
+        scaled_dot_product_attention(q, k, v, [[True]])
+    with pytest.raises(ValueError, match=r"mask of shape \(5, 3\) does not broadcast to \(2, 3, 5\)"):
+        scaled_dot_product_attention(q, k, v, torch.ones(5, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask of shape \(4, 3, 5\) does not broadcast to \(2, 3, 5\)"):
+        scaled_dot_product_attention(q, k, v, torch.ones(4, 3, 5, dtype=torch.bool))  # would grow the batch
+
+
+# ---------------------------------------------------------------- causal mask, positional encoding
+
+
+def test_causal_mask():
+    m = causal_mask(4)
+    assert m.dtype == torch.bool and m.shape == (4, 4)
+    for i in range(4):
+        for j in range(4):
+            assert m[i, j].item() == (j <= i)
+    # torch's float convention: 0 where allowed, -inf where masked
+    torch.testing.assert_close(
+        torch.zeros(4, 4).masked_fill(~m, float("-inf")), nn.Transformer.generate_square_subsequent_mask(4)
+    )
+    with pytest.raises(ValueError, match=r"causal_mask: size must be a positive int; got 0"):
+        causal_mask(0)
+    with pytest.raises(TypeError, match=r"causal_mask: size must be int; got float"):
+        causal_mask(3.0)
+
+
+def test_positional_encoding_formula():
+    pe = sinusoidal_positional_encoding(50, 6)
+    assert pe.shape == (50, 6) and pe.dtype == torch.float32
+    for pos in (0, 1, 7, 49):
+        for i in range(3):
+            angle = pos / 10000 ** (2 * i / 6)
+            assert abs(pe[pos, 2 * i].item() - math.sin(angle)) < 1e-6
+            assert abs(pe[pos, 2 * i + 1].item() - math.cos(angle)) < 1e-6
+
+
+def test_positional_encoding_relative_position_is_a_rotation():
+    d, k = 8, 5
+    pe = sinusoidal_positional_encoding(40, d).double()
+    omega = 1.0 / 10000 ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
+    m = torch.zeros(d, d, dtype=torch.float64)
+    for i, w in enumerate(omega):
+        c, s = math.cos(k * w), math.sin(k * w)
+        m[2 * i : 2 * i + 2, 2 * i : 2 * i + 2] = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    torch.testing.assert_close(pe[:-k] @ m, pe[k:], atol=1e-6, rtol=0)
+
+
+def test_positional_encoding_bad_inputs():
+    with pytest.raises(ValueError, match=r"sinusoidal_positional_encoding: d_model must be even \(sin/cos pairs\); got 5"):
+        sinusoidal_positional_encoding(10, 5)
+    with pytest.raises(ValueError, match=r"max_len must be a positive int; got 0"):
+        sinusoidal_positional_encoding(0, 4)
+    with pytest.raises(TypeError, match=r"d_model must be int; got float"):
+        sinusoidal_positional_encoding(10, 4.0)
+
+
+# ---------------------------------------------------------------- MultiHeadAttention
+
+
+def _mha_pair(e: int = 8, h: int = 2):
+    ref = nn.MultiheadAttention(e, h, batch_first=True)
+    ours = MultiHeadAttention(e, h)
+    copy_mha(ours, ref)
+    return ours, ref
+
+
+def test_mha_matches_torch_self_and_cross_attention(generator):
+    torch.manual_seed(0)
+    ours, ref = _mha_pair(8, 2)
+    x = torch.randn(3, 5, 8, generator=generator)
+    mem = torch.randn(3, 7, 8, generator=generator)
+    for q, kv in ((x, x), (x, mem)):
+        out, w = ours(q, kv, kv)
+        ref_out, ref_w = ref(q, kv, kv)
+        assert out.shape == (3, 5, 8) and w.shape == (3, 2, 5, kv.shape[1])
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(w.mean(dim=1), ref_w)
+        _, ref_w_heads = ref(q, kv, kv, average_attn_weights=False)
+        torch.testing.assert_close(w, ref_w_heads)
+
+
+def test_mha_masks_use_the_opposite_convention_of_torch(generator):
+    torch.manual_seed(0)
+    ours, ref = _mha_pair(12, 3)
+    q = torch.randn(2, 4, 12, generator=generator)
+    kv = torch.randn(2, 6, 12, generator=generator)
+    lengths = torch.tensor([6, 3])
+    keep = torch.arange(6) < lengths[:, None]  # [N, S], True = real token
+    attn = torch.rand(4, 6, generator=generator) > 0.3
+    attn[:, 0] = True
+    out, w = ours(q, kv, kv, keep[:, None, :] & attn)  # (N, L, S) after broadcasting
+    ref_out, ref_w = ref(q, kv, kv, key_padding_mask=~keep, attn_mask=~attn)  # True = ignore in torch
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(w.mean(1), ref_w)
+    # padding mask alone, as (N, 1, S)
+    out, _ = ours(q, kv, kv, keep[:, None, :])
+    torch.testing.assert_close(out, ref(q, kv, kv, key_padding_mask=~keep)[0])
+    # a per-head mask (N, H, L, S)
+    heads = torch.rand(2, 3, 4, 6, generator=generator) > 0.3
+    heads[..., 0] = True
+    out, _ = ours(q, kv, kv, heads)
+    torch.testing.assert_close(out, ref(q, kv, kv, attn_mask=~heads.reshape(6, 4, 6))[0])
+
+
+def test_mha_fully_masked_row_zero_where_torch_gives_nan(generator):
+    torch.manual_seed(0)
+    ours, ref = _mha_pair(8, 2)
+    x = torch.randn(2, 3, 8, generator=generator)
+    keep = torch.tensor([[True, True, True], [False, False, False]])
+    out, w = ours(x, x, x, keep[:, None, :])
+    ref_out = ref(x, x, x, key_padding_mask=~keep)[0]
+    assert torch.isnan(ref_out[1]).all()
+    assert (w[1] == 0).all()
+    torch.testing.assert_close(out[1], ours.w_o.bias.expand(3, 8))  # zero context, then W^O's bias
+    torch.testing.assert_close(out[0], ref_out[0])
+
+
+def test_mha_no_bias_non_contiguous_and_gradcheck(generator):
+    ref = nn.MultiheadAttention(4, 2, bias=False, batch_first=True)
+    ours = MultiHeadAttention(4, 2, bias=False)
+    with torch.no_grad():
+        ours.w_q.weight.copy_(ref.in_proj_weight[:4])
+        ours.w_k.weight.copy_(ref.in_proj_weight[4:8])
+        ours.w_v.weight.copy_(ref.in_proj_weight[8:])
+        ours.w_o.weight.copy_(ref.out_proj.weight)
+    assert ours.w_q.bias is None
+    x = torch.randn(5, 2, 4, generator=generator).transpose(0, 1)  # [2, 5, 4] non-contiguous
+    torch.testing.assert_close(ours(x, x, x)[0], ref(x, x, x)[0])
+    ours = ours.double()
+    x = torch.randn(2, 3, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    mask = causal_mask(3)
+    assert torch.autograd.gradcheck(lambda t: ours(t, t, t, mask)[0], (x,))
+
+
+def test_mha_bad_inputs():
+    with pytest.raises(ValueError, match=r"MultiHeadAttention: d_model must be divisible by num_heads; got 10 and 4"):
+        MultiHeadAttention(10, 4)
+    with pytest.raises(TypeError, match=r"MultiHeadAttention: bias must be bool; got int"):
+        MultiHeadAttention(8, 2, bias=1)
+    m = MultiHeadAttention(8, 2)
+    x = torch.randn(2, 3, 8)
+    with pytest.raises(ValueError, match=r"query must have shape \(N, length, d_model=8\); got \(2, 3, 6\)"):
+        m(torch.randn(2, 3, 6), x, x)
+    with pytest.raises(ValueError, match=r"key must have at least 3 dimensions; got shape \(3, 8\)"):
+        m(x, torch.randn(3, 8), x)
+    with pytest.raises(ValueError, match=r"key and value must have the same \(N, S\); got \(2, 3, 8\) and \(2, 4, 8\)"):
+        m(x, x, torch.randn(2, 4, 8))
+    with pytest.raises(ValueError, match=r"query and key must have the same batch size N; got 2 and 1"):
+        m(x, torch.randn(1, 3, 8), torch.randn(1, 3, 8))
+    with pytest.raises(TypeError, match=r"mask must be a boolean tensor"):
+        m(x, x, x, torch.zeros(3, 3))
+    with pytest.raises(TypeError, match=r"MultiHeadAttention.forward: mask must be Tensor; got list"):
+        m(x, x, x, [[True]])
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 1, 1, 4\) does not broadcast to \(2, 2, 3, 3\)"):
+        m(x, x, x, torch.ones(2, 1, 4, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- encoder and decoder layers
+
+
+def _copy_layer(ours, ref) -> None:
+    copy_mha(ours.self_attn, ref.self_attn)
+    if hasattr(ref, "multihead_attn"):
+        copy_mha(ours.cross_attn, ref.multihead_attn)
+    ours.load_state_dict(
+        {k: v for k, v in ref.state_dict().items() if k.split(".")[0] in {"linear1", "linear2", "norm1", "norm2", "norm3"}},
+        strict=False,
+    )
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_matches_torch(generator, norm_first):
+    torch.manual_seed(0)
+    ref = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=norm_first)
+    ours = TransformerEncoderLayer(8, 2, 16, norm_first=norm_first)
+    _copy_layer(ours, ref)
+    with torch.no_grad():  # make LayerNorm's affine parameters non-trivial
+        for a, b in ((ours.norm1, ref.norm1), (ours.norm2, ref.norm2)):
+            a.weight.uniform_(0.5, 1.5), a.bias.uniform_(-0.5, 0.5)
+            b.weight.copy_(a.weight), b.bias.copy_(a.bias)
+    x = torch.randn(3, 5, 8, generator=generator)
+    keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    torch.testing.assert_close(ours(x), ref(x))
+    torch.testing.assert_close(ours(x, keep[:, None, :])[keep], ref(x, src_key_padding_mask=~keep)[keep])
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_layer_matches_torch(generator, norm_first):
+    torch.manual_seed(0)
+    ref = nn.TransformerDecoderLayer(8, 4, 16, dropout=0.0, batch_first=True, norm_first=norm_first)
+    ours = TransformerDecoderLayer(8, 4, 16, norm_first=norm_first)
+    _copy_layer(ours, ref)
+    x = torch.randn(4, 2, 8, generator=generator).transpose(0, 1)  # non-contiguous [2, 4, 8]
+    mem = torch.randn(2, 6, 8, generator=generator)
+    keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    ours_out = ours(x, mem, causal_mask(4), keep[:, None, :])
+    ref_out = ref(
+        x, mem, tgt_mask=nn.Transformer.generate_square_subsequent_mask(4), memory_key_padding_mask=~keep
+    )
+    torch.testing.assert_close(ours_out, ref_out)
+
+
+def test_layers_bad_arguments_and_dropout():
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: d_model must be divisible by num_heads; got 6 and 4"):
+        TransformerEncoderLayer(6, 4, 8)
+    with pytest.raises(ValueError, match=r"TransformerDecoderLayer: dropout must be in \[0, 1\); got 1.0"):
+        TransformerDecoderLayer(8, 2, 8, dropout=1.0)
+    with pytest.raises(TypeError, match=r"TransformerEncoderLayer: norm_first must be bool; got str"):
+        TransformerEncoderLayer(8, 2, 8, norm_first="yes")
+    with pytest.raises(TypeError, match=r"TransformerDecoderLayer: dim_feedforward must be int; got float"):
+        TransformerDecoderLayer(8, 2, 8.0)
+    layer = TransformerEncoderLayer(8, 2, 16, dropout=0.5)
+    x = torch.randn(2, 3, 8)
+    assert not torch.equal(layer(x), layer(x))  # dropout active in training mode
+    layer.eval()
+    assert torch.equal(layer(x), layer(x))
+
+
+# ---------------------------------------------------------------- Seq2SeqTransformer
+
+
+def _model(**kw) -> Seq2SeqTransformer:
+    torch.manual_seed(0)
+    return Seq2SeqTransformer(9, 11, d_model=16, num_heads=2, dim_feedforward=32, max_len=12, pad_idx=0, **kw).eval()
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_seq2seq_shapes_causality_and_padding(generator, norm_first):
+    m = _model(norm_first=norm_first, num_encoder_layers=2)
+    src = torch.randint(1, 9, (3, 5), generator=generator)
+    tgt = torch.randint(1, 11, (3, 4), generator=generator)
+    logits = m(src, tgt)
+    assert logits.shape == (3, 4, 11)
+    # causal: changing the last target token leaves earlier positions unchanged
+    tgt2 = tgt.clone()
+    tgt2[:, -1] = (tgt[:, -1] % 10) + 1
+    torch.testing.assert_close(m(src, tgt2)[:, :-1], logits[:, :-1])
+    assert not torch.allclose(m(src, tgt2)[:, -1], logits[:, -1])
+    # padding: extra padded source positions change nothing
+    padded = torch.cat([src, torch.zeros(3, 2, dtype=torch.long)], dim=1)
+    torch.testing.assert_close(m(padded, tgt), logits)
+
+
+def test_seq2seq_embedding_is_scaled_and_positioned():
+    m = _model()
+    tokens = torch.tensor([[3, 4, 5]])
+    expected = m.src_embed.weight[tokens[0]] * 4.0 + sinusoidal_positional_encoding(12, 16)[:3]
+    torch.testing.assert_close(m._embed(m.src_embed, tokens)[0], expected)
+
+
+def test_greedy_decode_is_the_argmax_of_teacher_forcing(generator):
+    m = _model()
+    src = torch.randint(1, 9, (4, 5), generator=generator)
+    out = m.greedy_decode(src, max_len=6, bos_idx=1)
+    assert out.shape == (4, 6) and out.dtype == torch.long
+    tgt_in = torch.cat([torch.ones(4, 1, dtype=torch.long), out[:, :-1]], dim=1)
+    assert torch.equal(m(src, tgt_in).argmax(-1), out)
+
+
+def test_greedy_decode_pads_after_eos(generator):
+    m = _model()
+    src = torch.randint(1, 9, (3, 5), generator=generator)
+    free = m.greedy_decode(src, max_len=6, bos_idx=1)
+    eos = int(free[0, 1])  # pretend the second token of row 0 is the end-of-sequence token
+    out = m.greedy_decode(src, max_len=6, bos_idx=1, eos_idx=eos)
+    assert out.shape == (3, 6)
+    for free_row, row in zip(free.tolist(), out.tolist()):
+        end = free_row.index(eos) + 1 if eos in free_row else 6
+        assert row[:end] == free_row[:end] and all(t == 0 for t in row[end:])  # pad_idx = 0 after EOS
+    assert (out[0, 2:] == 0).all() or int(free[0, 0]) == eos
+    assert m.training is False
+
+
+def test_seq2seq_trains_on_a_tiny_copy_task():
+    torch.manual_seed(0)
+    m = Seq2SeqTransformer(6, 6, d_model=16, num_heads=2, dim_feedforward=32, max_len=8, norm_first=True)
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(2, 6, (64, 4), generator=g)
+    tgt_in = torch.cat([torch.ones(64, 1, dtype=torch.long), src[:, :-1]], dim=1)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: a second thread only adds synchronization
+    try:
+        for _ in range(150):
+            loss = F.cross_entropy(m(src, tgt_in).reshape(-1, 6), src.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    token_accuracy = (m.greedy_decode(src, 4, bos_idx=1) == src).float().mean().item()
+    assert token_accuracy > 0.95  # an untrained model scores about 1/4
+
+
+def test_seq2seq_bad_inputs():
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer: pad_idx must be a token of both vocabularies, in \[0, 5\); got 7"):
+        Seq2SeqTransformer(5, 8, pad_idx=7)
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer: d_model must be divisible by num_heads; got 30 and 4"):
+        Seq2SeqTransformer(5, 5, d_model=30)
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer: d_model must be even for the sinusoidal encoding; got 3"):
+        Seq2SeqTransformer(5, 5, d_model=3, num_heads=1)
+    m = _model()
+    src = torch.randint(1, 9, (2, 5))
+    with pytest.raises(TypeError, match=r"Seq2SeqTransformer.encode: src must be a tensor of token ids \(torch.long\)"):
+        m.encode(src.float())
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer.encode: src ids must be in \[0, 9\); got min 1, max 9"):
+        m.encode(torch.tensor([[1, 9]]))
+    with pytest.raises(ValueError, match=r"src is longer than max_len=12; got length 13"):
+        m.encode(torch.ones(1, 13, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer.decode: tgt must have shape \(N, length ≥ 1\); got \(5,\)"):
+        m(src, torch.ones(5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"greedy_decode: max_len \+ 1 \(with BOS\) must be ≤ 12; got 13"):
+        m.greedy_decode(src, 12, bos_idx=1)
+    with pytest.raises(ValueError, match=r"greedy_decode: eos_idx must be in \[0, 11\); got 11"):
+        m.greedy_decode(src, 4, bos_idx=1, eos_idx=11)
+    with pytest.raises(TypeError, match=r"greedy_decode: bos_idx must be int; got float"):
+        m.greedy_decode(src, 4, bos_idx=1.0)
