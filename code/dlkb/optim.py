@@ -1,0 +1,354 @@
+r"""Optimization algorithms written from their update equations.
+
+Chapter "优化算法与类别不平衡 Optimization algorithms and class imbalance".
+
+Every optimizer here is a :class:`torch.optim.Optimizer` subclass, so it works with
+``dlkb.train.fit``, ``zero_grad``, ``state_dict`` and torch's learning-rate
+schedulers; but each ``step`` is written from the paper's update rule, not by
+calling torch's implementation. The tests check that each one produces the same
+parameters as the torch optimizer with the same hyper-parameters, step for step.
+
+Notation (per parameter tensor, all updates are element-wise, so any shape works):
+:math:`\theta_t` parameters after step :math:`t`, :math:`g_t = \nabla f(\theta_{t-1})`
+the gradient, :math:`\eta` the learning rate, :math:`\lambda` the weight decay.
+Products, squares, square roots and divisions of tensors are element-wise.
+
+Papers:
+    - Robbins & Monro 1951, "A Stochastic Approximation Method" (SGD).
+    - Polyak 1964, "Some Methods of Speeding up the Convergence of Iteration Methods" (momentum).
+    - Nesterov 1983; in the form of Sutskever et al. 2013, "On the Importance of
+      Initialization and Momentum in Deep Learning", Eq. (3)-(4) (Nesterov momentum).
+    - Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods" (AdaGrad).
+    - Tieleman & Hinton 2012, Coursera lecture 6.5 (RMSProp).
+    - Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1.
+    - Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2 (AdamW).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+__all__ = ["SGD", "AdaGrad", "RMSProp", "Adam"]
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+Closure = Callable[[], torch.Tensor] | None
+
+
+# ----------------------------------------------------------------------------------------
+# Validation and small helpers shared by the four optimizers.
+# ----------------------------------------------------------------------------------------
+def _number(caller: str, name: str, value: object) -> float:
+    """``value`` as a float, or ``TypeError`` naming ``caller`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{caller}: {name} must be finite; got {value!r}")
+    return float(value)
+
+
+def _at_least_zero(caller: str, name: str, value: object) -> None:
+    if _number(caller, name, value) < 0.0:
+        raise ValueError(f"{caller}: {name} must be >= 0; got {value!r}")
+
+
+def _in_unit_interval(caller: str, name: str, value: object, *, closed: bool = False) -> None:
+    """``value`` in [0, 1) (or [0, 1] when ``closed``)."""
+    x = _number(caller, name, value)
+    if not (0.0 <= x <= 1.0 if closed else 0.0 <= x < 1.0):
+        interval = "[0, 1]" if closed else "[0, 1)"
+        raise ValueError(f"{caller}: {name} must be in {interval}; got {value!r}")
+
+
+def _grads(caller: str, group: dict[str, Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """``(param, grad)`` pairs of a group, skipping parameters that received no gradient."""
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError(f"{caller}: sparse gradients are not supported; use torch.optim.SparseAdam")
+        yield p, p.grad
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    """A real view of a complex tensor (update real and imaginary parts independently)."""
+    return torch.view_as_real(t) if torch.is_complex(t) else t
+
+
+class _Base(Optimizer):
+    """Checks every parameter group's hyper-parameters, including groups added later."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._check_group(self.param_groups[-1])
+
+    def _check_group(self, group: dict[str, Any]) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _run_closure(self, closure: Closure) -> torch.Tensor | None:
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
+
+
+# ----------------------------------------------------------------------------------------
+# The optimizers.
+# ----------------------------------------------------------------------------------------
+class SGD(_Base):
+    r"""Stochastic gradient descent, optionally with (Nesterov) momentum and weight decay.
+
+    With :math:`d_t = g_t + \lambda\theta_{t-1}` (L2 weight decay added to the gradient):
+
+    .. math::
+        \text{plain:}\quad & \theta_t = \theta_{t-1} - \eta\, d_t \\
+        \text{momentum:}\quad & b_t = \mu b_{t-1} + d_t,\ b_1 = d_1,\quad \theta_t = \theta_{t-1} - \eta\, b_t \\
+        \text{Nesterov:}\quad & b_t = \mu b_{t-1} + d_t,\quad \theta_t = \theta_{t-1} - \eta\,(d_t + \mu b_t)
+
+    Momentum is Polyak's (1964) heavy ball written with a velocity that is not scaled by
+    :math:`\eta` (as in ``torch.optim.SGD`` with ``dampening=0``). The Nesterov form is
+    Sutskever et al. (2013, Eq. 3-4) rewritten so that the stored parameters are the
+    look-ahead point, which lets the gradient be taken at the stored parameters.
+
+    Args:
+        params: parameters (or parameter groups) to optimize.
+        lr: learning rate :math:`\eta \ge 0`.
+        momentum: momentum factor :math:`\mu \in [0, 1)`; 0 is plain SGD.
+        nesterov: use Nesterov momentum (needs ``momentum > 0``).
+        weight_decay: L2 penalty :math:`\lambda \ge 0` added to the gradient.
+
+    Raises:
+        TypeError: a hyper-parameter is not a number (or ``nesterov`` not a bool).
+        ValueError: negative ``lr`` or ``weight_decay``, ``momentum`` outside [0, 1),
+            or ``nesterov=True`` with ``momentum == 0``.
+    """
+
+    def __init__(
+        self, params: Params, lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0
+    ) -> None:
+        defaults = {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _at_least_zero("SGD", "lr", group["lr"])
+        _in_unit_interval("SGD", "momentum", group["momentum"])
+        _at_least_zero("SGD", "weight_decay", group["weight_decay"])
+        if not isinstance(group["nesterov"], bool):
+            raise TypeError(f"SGD: nesterov must be a bool; got {type(group['nesterov']).__name__}")
+        if group["nesterov"] and group["momentum"] == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
+
+    @torch.no_grad()
+    def step(self, closure: Closure = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient; return ``closure()`` if given."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p, g in _grads("SGD", group):
+                d = g.add(p, alpha=wd) if wd != 0 else g  # d_t = g_t + λ θ_{t-1}
+                if mu != 0:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = d.detach().clone()  # b_1 = d_1
+                    else:
+                        state["momentum_buffer"].mul_(mu).add_(d)  # b_t = μ b_{t-1} + d_t
+                    b = state["momentum_buffer"]
+                    d = d.add(b, alpha=mu) if group["nesterov"] else b  # Nesterov: d_t + μ b_t
+                p.add_(d, alpha=-lr)  # θ_t = θ_{t-1} - η d
+        return loss
+
+
+class AdaGrad(_Base):
+    r"""AdaGrad: divide by the root of the sum of all past squared gradients.
+
+    Duchi, Hazan & Singer (2011), diagonal version:
+
+    .. math::
+        s_t = s_{t-1} + g_t^2,\quad s_0 = 0, \qquad
+        \theta_t = \theta_{t-1} - \eta\, \frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    Each coordinate gets its own step size :math:`\eta/\sqrt{s_t}`: large for rarely
+    updated coordinates, shrinking for frequent ones, and always decreasing. As in
+    ``torch.optim.Adagrad``, :math:`\epsilon` is added outside the square root.
+
+    Args:
+        params: parameters (or parameter groups) to optimize.
+        lr: learning rate :math:`\eta \ge 0`.
+        eps: :math:`\epsilon \ge 0` added to the denominator for numerical stability.
+
+    Raises:
+        TypeError: a hyper-parameter is not a number.
+        ValueError: negative ``lr`` or ``eps``.
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2, eps: float = 1e-10) -> None:
+        super().__init__(params, {"lr": lr, "eps": eps})
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _at_least_zero("AdaGrad", "lr", group["lr"])
+        _at_least_zero("AdaGrad", "eps", group["eps"])
+
+    @torch.no_grad()
+    def step(self, closure: Closure = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient; return ``closure()`` if given."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            for p, g in _grads("AdaGrad", group):
+                state = self.state[p]
+                if "sum" not in state:
+                    state["step"] = 0
+                    state["sum"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # s_0 = 0
+                state["step"] += 1
+                s, g, theta = _real(state["sum"]), _real(g), _real(p)
+                s.addcmul_(g, g)  # s_t = s_{t-1} + g_t²
+                denom = s.sqrt().add_(group["eps"])  # √s_t + ε
+                theta.addcdiv_(g, denom, value=-group["lr"])  # θ_t = θ_{t-1} - η g_t / (√s_t + ε)
+        return loss
+
+
+class RMSProp(_Base):
+    r"""RMSProp: divide by the root of an exponentially weighted average of squared gradients.
+
+    Tieleman & Hinton (2012):
+
+    .. math::
+        v_t = \alpha v_{t-1} + (1-\alpha)\, g_t^2,\quad v_0 = 0, \qquad
+        \theta_t = \theta_{t-1} - \eta\, \frac{g_t}{\sqrt{v_t} + \epsilon}
+
+    Unlike AdaGrad's growing sum, the average forgets old gradients (time constant
+    about :math:`1/(1-\alpha)` steps), so the step size does not decay to zero. As in
+    ``torch.optim.RMSprop``, there is no bias correction and :math:`\epsilon` is added
+    outside the square root.
+
+    Args:
+        params: parameters (or parameter groups) to optimize.
+        lr: learning rate :math:`\eta \ge 0`.
+        alpha: smoothing constant :math:`\alpha \in [0, 1]`.
+        eps: :math:`\epsilon \ge 0` added to the denominator.
+
+    Raises:
+        TypeError: a hyper-parameter is not a number.
+        ValueError: negative ``lr`` or ``eps``, ``alpha`` outside [0, 1].
+    """
+
+    def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _at_least_zero("RMSProp", "lr", group["lr"])
+        _in_unit_interval("RMSProp", "alpha", group["alpha"], closed=True)
+        _at_least_zero("RMSProp", "eps", group["eps"])
+
+    @torch.no_grad()
+    def step(self, closure: Closure = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient; return ``closure()`` if given."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            alpha = group["alpha"]
+            for p, g in _grads("RMSProp", group):
+                state = self.state[p]
+                if "square_avg" not in state:
+                    state["step"] = 0
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # v_0 = 0
+                state["step"] += 1
+                v, g, theta = _real(state["square_avg"]), _real(g), _real(p)
+                v.mul_(alpha).addcmul_(g, g, value=1 - alpha)  # v_t = α v_{t-1} + (1-α) g_t²
+                denom = v.sqrt().add_(group["eps"])  # √v_t + ε
+                theta.addcdiv_(g, denom, value=-group["lr"])  # θ_t = θ_{t-1} - η g_t / (√v_t + ε)
+        return loss
+
+
+class Adam(_Base):
+    r"""Adam (Kingma & Ba 2015, Algorithm 1), and AdamW with ``decoupled=True``.
+
+    With :math:`d_t = g_t + \lambda\theta_{t-1}` (Adam's L2 penalty) or :math:`d_t = g_t`
+    (AdamW):
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, d_t, \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)\, d_t^2, \qquad m_0 = v_0 = 0 \\
+        \hat m_t &= \frac{m_t}{1-\beta_1^t}, \qquad \hat v_t = \frac{v_t}{1-\beta_2^t} \\
+        \theta_t &= \theta_{t-1} - \eta\, \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+        \;\Big[ -\, \eta\lambda\,\theta_{t-1} \text{ for AdamW} \Big]
+
+    The bias corrections undo the pull of the zero initial values towards 0: for a
+    constant gradient :math:`g`, :math:`m_t = (1-\beta_1^t) g`, so :math:`\hat m_t = g`
+    from the first step. AdamW (Loshchilov & Hutter 2019, Algorithm 2, with the
+    schedule multiplier :math:`\eta_t` folded into :math:`\eta`, as torch does) shrinks
+    the weights directly, :math:`\theta \leftarrow (1-\eta\lambda)\theta`, instead of adding
+    :math:`\lambda\theta` to the gradient, where Adam's division by :math:`\sqrt{\hat v_t}`
+    would weaken the decay of weights with large gradients. As in Algorithm 1 and in
+    torch, :math:`\epsilon` is added after bias-correcting :math:`v_t` (the paper's
+    "more efficient" reordering at the end of its Section 2 uses a rescaled
+    :math:`\hat\epsilon` instead, which is not the same optimizer).
+
+    Args:
+        params: parameters (or parameter groups) to optimize.
+        lr: learning rate :math:`\eta \ge 0`.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: :math:`\epsilon \ge 0` added to the denominator.
+        weight_decay: :math:`\lambda \ge 0`.
+        decoupled: ``False`` adds :math:`\lambda\theta` to the gradient (``torch.optim.Adam``);
+            ``True`` decays the weights directly (``torch.optim.AdamW``).
+
+    Raises:
+        TypeError: a hyper-parameter has the wrong type.
+        ValueError: negative ``lr``, ``eps`` or ``weight_decay``, ``betas`` not two numbers in [0, 1).
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "decoupled": decoupled}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _at_least_zero("Adam", "lr", group["lr"])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2); got {betas!r}")
+        _in_unit_interval("Adam", "betas[0]", betas[0])
+        _in_unit_interval("Adam", "betas[1]", betas[1])
+        _at_least_zero("Adam", "eps", group["eps"])
+        _at_least_zero("Adam", "weight_decay", group["weight_decay"])
+        if not isinstance(group["decoupled"], bool):
+            raise TypeError(f"Adam: decoupled must be a bool; got {type(group['decoupled']).__name__}")
+
+    @torch.no_grad()
+    def step(self, closure: Closure = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient; return ``closure()`` if given."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
+            for p, g in _grads("Adam", group):
+                state = self.state[p]
+                if "exp_avg" not in state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # m_0 = 0
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # v_0 = 0
+                state["step"] += 1
+                t = state["step"]
+                if wd != 0:
+                    if group["decoupled"]:
+                        p.mul_(1 - lr * wd)  # AdamW: θ ← (1 - ηλ) θ
+                    else:
+                        g = g.add(p, alpha=wd)  # Adam: d_t = g_t + λ θ_{t-1}
+                m, v, g, theta = _real(state["exp_avg"]), _real(state["exp_avg_sq"]), _real(g), _real(p)
+                m.lerp_(g, 1 - beta1)  # m_t = β1 m_{t-1} + (1-β1) d_t   (lerp: m + (1-β1)(d - m))
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v_t = β2 v_{t-1} + (1-β2) d_t²
+                bias1 = 1 - beta1**t  # m̂_t = m_t / (1 - β1^t)
+                bias2 = 1 - beta2**t  # v̂_t = v_t / (1 - β2^t)
+                denom = (v.sqrt() / bias2**0.5).add_(eps)  # √v̂_t + ε
+                theta.addcdiv_(m, denom, value=-lr / bias1)  # θ_t = θ_{t-1} - η m̂_t / (√v̂_t + ε)
+        return loss

@@ -1,0 +1,316 @@
+"""Tests of dlkb.optim: each optimizer against its torch counterpart, step for step,
+and against the paper's update rule written out slowly."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dlkb.optim import SGD, Adam, AdaGrad, RMSProp
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: threads only add contention on a busy machine. Restored afterwards.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# (our class, our kwargs, torch class, torch kwargs): the same optimizer twice.
+CASES = {
+    "sgd": (SGD, {"lr": 0.1}, torch.optim.SGD, {"lr": 0.1}),
+    "sgd-wd": (SGD, {"lr": 0.05, "weight_decay": 0.01}, torch.optim.SGD, {"lr": 0.05, "weight_decay": 0.01}),
+    "momentum": (SGD, {"lr": 0.05, "momentum": 0.9}, torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}),
+    "nesterov-wd": (
+        SGD,
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-3},
+        torch.optim.SGD,
+        {"lr": 0.05, "momentum": 0.8, "nesterov": True, "weight_decay": 1e-3},
+    ),
+    "adagrad": (AdaGrad, {"lr": 0.1}, torch.optim.Adagrad, {"lr": 0.1}),
+    "adagrad-eps": (AdaGrad, {"lr": 0.3, "eps": 1e-3}, torch.optim.Adagrad, {"lr": 0.3, "eps": 1e-3}),
+    "rmsprop": (RMSProp, {"lr": 0.01}, torch.optim.RMSprop, {"lr": 0.01}),
+    "rmsprop-alpha": (
+        RMSProp,
+        {"lr": 3e-3, "alpha": 0.9, "eps": 1e-6},
+        torch.optim.RMSprop,
+        {"lr": 3e-3, "alpha": 0.9, "eps": 1e-6},
+    ),
+    "adam": (Adam, {"lr": 0.01}, torch.optim.Adam, {"lr": 0.01}),
+    "adam-l2": (
+        Adam,
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
+        torch.optim.Adam,
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
+    ),
+    "adamw": (
+        Adam,
+        {"lr": 0.01, "weight_decay": 0.1, "decoupled": True},
+        torch.optim.AdamW,
+        {"lr": 0.01, "weight_decay": 0.1},
+    ),
+    "adamw-no-decay": (Adam, {"lr": 0.02, "decoupled": True}, torch.optim.AdamW, {"lr": 0.02, "weight_decay": 0.0}),
+}
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def _data(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(64, 5, generator=g), torch.randint(0, 3, (64,), generator=g)
+
+
+def _groups(model: nn.Module) -> list[dict]:
+    # Two groups with different learning rates: the first layer's lr is halved.
+    first, second = model[0], model[2]
+    return [
+        {"params": list(first.parameters())},
+        {"params": list(second.parameters())},
+    ]
+
+
+def _train(model: nn.Module, opt: torch.optim.Optimizer, steps: int, x: torch.Tensor, y: torch.Tensor) -> list:
+    losses = []
+    for i in range(steps):
+        batch = slice((8 * i) % 64, (8 * i) % 64 + 8)  # mini-batches: changing gradients
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_torch_step_for_step(name):
+    ours_cls, ours_kw, ref_cls, ref_kw = CASES[name]
+    x, y = _data()
+    a, b = _model(), _model()
+    groups_a, groups_b = _groups(a), _groups(b)
+    groups_a[0]["lr"] = groups_b[0]["lr"] = ours_kw["lr"] / 2  # a per-group override
+    opt_a, opt_b = ours_cls(groups_a, **ours_kw), ref_cls(groups_b, **ref_kw)
+    for step in range(40):
+        _train(a, opt_a, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+        _train(b, opt_b, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7, msg=lambda m: f"step {step}: {m}")
+    # The parameters really moved (a broken step that does nothing would fail here).
+    assert not torch.equal(a[0].weight, _model()[0].weight)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_non_contiguous_parameter_and_skipped_parameter(name):
+    ours_cls, ours_kw, ref_cls, ref_kw = CASES[name]
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    target = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    results = []
+    for cls, kw in ((ours_cls, ours_kw), (ref_cls, ref_kw)):
+        w = base.clone().t().requires_grad_()  # a leaf with transposed strides [3, 4]
+        frozen = torch.ones(2, dtype=torch.float64, requires_grad=True)  # never gets a gradient
+        assert not w.is_contiguous()
+        opt = cls([w, frozen], **kw)
+        for _ in range(30):
+            opt.zero_grad()
+            ((w - target) ** 4).sum().backward()
+            opt.step()
+        assert w.shape == (3, 4) and w.dtype == torch.float64 and not w.is_contiguous()
+        torch.testing.assert_close(frozen, torch.ones(2, dtype=torch.float64), rtol=0, atol=0)
+        if cls is ours_cls:  # (torch's Adagrad creates state for every parameter up front)
+            assert frozen not in opt.state
+        results.append(w.detach().clone())
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sgd", "nesterov-wd", "adagrad", "rmsprop", "adam-l2", "adamw"])
+def test_complex_parameters_match_torch(name):
+    ours_cls, ours_kw, ref_cls, ref_kw = CASES[name]
+    g = torch.Generator().manual_seed(3)
+    start = torch.randn(5, dtype=torch.complex64, generator=g)
+    target = torch.randn(5, dtype=torch.complex64, generator=g)
+    out = []
+    for cls, kw in ((ours_cls, ours_kw), (ref_cls, ref_kw)):
+        z = start.clone().requires_grad_()
+        opt = cls([z], **kw)
+        for _ in range(20):
+            opt.zero_grad()
+            (z - target).abs().pow(2).sum().backward()
+            opt.step()
+        out.append(z.detach())
+    torch.testing.assert_close(out[0], out[1])
+
+
+def _slow_reference(name: str, theta: list[float], grads_of, steps: int) -> list[float]:
+    """The paper's update rule, one scalar at a time, in Python floats (float64)."""
+    _, kw, _, _ = CASES[name]
+    lr = kw["lr"] / 10
+    n = len(theta)
+    buf, s, m, v = [None] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    for t in range(1, steps + 1):
+        grad = grads_of(theta)
+        for i in range(n):
+            g = grad[i]
+            if name in ("sgd", "sgd-wd", "momentum", "nesterov-wd"):
+                mu, wd = kw.get("momentum", 0.0), kw.get("weight_decay", 0.0)
+                d = g + wd * theta[i]
+                if mu:
+                    buf[i] = d if buf[i] is None else mu * buf[i] + d
+                    d = d + mu * buf[i] if kw.get("nesterov") else buf[i]
+                theta[i] -= lr * d
+            elif name.startswith("adagrad"):
+                s[i] += g * g
+                theta[i] -= lr * g / (math.sqrt(s[i]) + kw.get("eps", 1e-10))
+            elif name.startswith("rmsprop"):
+                alpha = kw.get("alpha", 0.99)
+                s[i] = alpha * s[i] + (1 - alpha) * g * g
+                theta[i] -= lr * g / (math.sqrt(s[i]) + kw.get("eps", 1e-8))
+            else:  # Adam / AdamW, Kingma & Ba Algorithm 1, Loshchilov & Hutter Algorithm 2
+                b1, b2 = kw.get("betas", (0.9, 0.999))
+                eps, wd = kw.get("eps", 1e-8), kw.get("weight_decay", 0.0)
+                decoupled = kw.get("decoupled", False)
+                d = g if decoupled else g + wd * theta[i]
+                m[i] = b1 * m[i] + (1 - b1) * d
+                v[i] = b2 * v[i] + (1 - b2) * d * d
+                m_hat = m[i] / (1 - b1**t)
+                v_hat = v[i] / (1 - b2**t)
+                theta[i] -= lr * m_hat / (math.sqrt(v_hat) + eps) + (lr * wd * theta[i] if decoupled else 0.0)
+    return theta
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_matches_the_update_rule_written_slowly(name):
+    ours_cls, ours_kw, _, _ = CASES[name]
+
+    def grads_of(th):  # gradient of the Rosenbrock function (1-x)² + 10 (y-x²)²
+        x, y = th
+        return [-2 * (1 - x) - 40 * x * (y - x * x), 20 * (y - x * x)]
+
+    expected = _slow_reference(name, [-1.0, 1.5], grads_of, steps=50)
+    p = torch.tensor([-1.0, 1.5], dtype=torch.float64, requires_grad=True)
+    opt = ours_cls([p], **{**ours_kw, "lr": ours_kw["lr"] / 10})  # small enough for plain SGD here
+    for _ in range(50):
+        opt.zero_grad()
+        x, y = p
+        ((1 - x) ** 2 + 10 * (y - x**2) ** 2).backward()
+        opt.step()
+    torch.testing.assert_close(p.detach(), torch.tensor(expected, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+
+
+def test_adam_first_step_has_size_lr_thanks_to_bias_correction():
+    # m̂_1 = g_1 and v̂_1 = g_1², so the first step is -lr·sign(g) whatever the gradient's scale.
+    p = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    opt = Adam([p], lr=0.1, eps=0.0)
+    (torch.tensor([1e-3, -5.0, 100.0], dtype=torch.float64) * p).sum().backward()
+    opt.step()
+    torch.testing.assert_close(p.detach(), torch.tensor([0.9, -1.9, 2.9], dtype=torch.float64))
+
+
+def test_closure_scheduler_and_state_dict():
+    x, y = _data()
+    model = _model()
+    opt = Adam(model.parameters(), lr=0.05, weight_decay=0.01, decoupled=True)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    ref_model = _model()
+    ref = torch.optim.AdamW(ref_model.parameters(), lr=0.05, weight_decay=0.01)
+    ref_sched = torch.optim.lr_scheduler.StepLR(ref, step_size=5, gamma=0.5)
+
+    def closure(m, o):
+        def f():
+            o.zero_grad()
+            loss = nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            return loss
+
+        return f
+
+    for _ in range(12):
+        loss = opt.step(closure(model, opt))
+        ref_loss = ref.step(closure(ref_model, ref))
+        sched.step()
+        ref_sched.step()
+        torch.testing.assert_close(loss, ref_loss)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05 * 0.25)
+    for pa, pb in zip(model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+    # Resuming from a state_dict continues exactly like an uninterrupted run.
+    clone = copy.deepcopy(model)
+    opt2 = Adam(clone.parameters(), lr=0.05, weight_decay=0.01, decoupled=True)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))  # a saved checkpoint
+    _train(model, opt, 5, x, y)
+    _train(clone, opt2, 5, x, y)
+    for pa, pb in zip(model.parameters(), clone.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=0)
+
+
+def test_works_with_dlkb_train_fit():
+    from dlkb.data import make_loader
+    from dlkb.train import fit
+
+    x, _ = _data()
+    y = x[:, :3].argmax(dim=1)  # a learnable rule
+    model = _model()
+    history = fit(
+        model, make_loader(x, y, batch_size=16, shuffle=True, seed=0), epochs=20,
+        optimizer=Adam(model.parameters(), lr=0.02), device=torch.device("cpu"), verbose=False,
+    )
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]
+
+
+def _param():
+    return [torch.zeros(2, requires_grad=True)]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: SGD(_param(), lr=-0.1), ValueError, r"SGD: lr must be >= 0; got -0.1"),
+        (lambda: SGD(_param(), lr="0.1"), TypeError, r"SGD: lr must be a real number; got str"),
+        (lambda: SGD(_param(), lr=True), TypeError, r"SGD: lr must be a real number; got bool"),
+        (lambda: SGD(_param(), lr=float("nan")), ValueError, r"SGD: lr must be finite; got nan"),
+        (lambda: SGD(_param(), lr=0.1, momentum=1.0), ValueError, r"SGD: momentum must be in \[0, 1\); got 1.0"),
+        (lambda: SGD(_param(), lr=0.1, momentum=-0.5), ValueError, r"SGD: momentum must be in \[0, 1\); got -0.5"),
+        (lambda: SGD(_param(), lr=0.1, weight_decay=-1e-4), ValueError, r"SGD: weight_decay must be >= 0"),
+        (lambda: SGD(_param(), lr=0.1, nesterov=True), ValueError, r"SGD: nesterov=True needs momentum > 0"),
+        (lambda: SGD(_param(), lr=0.1, momentum=0.9, nesterov=1), TypeError, r"SGD: nesterov must be a bool; got int"),
+        (lambda: SGD([{"params": _param(), "lr": -1.0}], lr=0.1), ValueError, r"SGD: lr must be >= 0; got -1.0"),
+        (lambda: AdaGrad(_param(), lr=-0.01), ValueError, r"AdaGrad: lr must be >= 0; got -0.01"),
+        (lambda: AdaGrad(_param(), eps=-1e-10), ValueError, r"AdaGrad: eps must be >= 0"),
+        (lambda: RMSProp(_param(), lr=-0.01), ValueError, r"RMSProp: lr must be >= 0"),
+        (lambda: RMSProp(_param(), alpha=1.5), ValueError, r"RMSProp: alpha must be in \[0, 1\]; got 1.5"),
+        (lambda: RMSProp(_param(), eps=-1.0), ValueError, r"RMSProp: eps must be >= 0"),
+        (lambda: Adam(_param(), lr=-1e-3), ValueError, r"Adam: lr must be >= 0; got -0.001"),
+        (lambda: Adam(_param(), betas=(1.0, 0.999)), ValueError, r"Adam: betas\[0\] must be in \[0, 1\); got 1.0"),
+        (lambda: Adam(_param(), betas=(0.9, -0.1)), ValueError, r"Adam: betas\[1\] must be in \[0, 1\); got -0.1"),
+        (lambda: Adam(_param(), betas=0.9), ValueError, r"Adam: betas must be a pair \(beta1, beta2\); got 0.9"),
+        (lambda: Adam(_param(), eps=-1e-8), ValueError, r"Adam: eps must be >= 0"),
+        (lambda: Adam(_param(), weight_decay=-0.1), ValueError, r"Adam: weight_decay must be >= 0"),
+        (lambda: Adam(_param(), decoupled="yes"), TypeError, r"Adam: decoupled must be a bool; got str"),
+    ],
+)
+def test_validation(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_validation_of_a_group_added_later():
+    opt = Adam(_param(), lr=1e-3)
+    with pytest.raises(ValueError, match=r"Adam: betas\[0\] must be in \[0, 1\); got 1.5"):
+        opt.add_param_group({"params": _param(), "betas": (1.5, 0.9)})
+
+
+@pytest.mark.parametrize("cls", [SGD, AdaGrad, RMSProp, Adam])
+def test_sparse_gradients_are_refused(cls):
+    emb = nn.Embedding(4, 2, sparse=True)
+    opt = cls(emb.parameters(), lr=0.1)
+    emb(torch.tensor([0, 1])).sum().backward()
+    with pytest.raises(RuntimeError, match=rf"{cls.__name__}: sparse gradients are not supported"):
+        opt.step()
