@@ -167,7 +167,7 @@ def lbp_histogram(images: np.ndarray, *, P: int = 8, R: float = 1.0) -> np.ndarr
     Each pixel is compared with ``P`` points on a circle of radius ``R`` around it
     (bilinear interpolation, zeros outside the image): bit :math:`s_p = [I_p - I_c \ge 0]`.
     A pattern with at most two 0/1 changes is *uniform* and coded by its number of ones
-    (0…P, rotation invariant, Eq. (10) of the paper); every other pattern gets code
+    (0…P, the rotation-invariant "riu2" operator of the paper); every other pattern gets code
     :math:`P + 1`. Like ``skimage.feature.local_binary_pattern(..., method="uniform")``,
     the changes are counted along the P − 1 neighbouring pairs, without closing the circle.
 
