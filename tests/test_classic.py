@@ -31,9 +31,17 @@ def test_hog_matches_skimage(rng, shape, orientations, ppc, cpb):
     ref = np.stack(
         [hog(im, orientations=orientations, pixels_per_cell=ppc, cells_per_block=cpb) for im in images]
     )
-    assert ours.shape == ref.shape
-    # scikit-image sums each cell in float32, hence the tolerance.
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype == np.float64
+    # Only the summation order of the block norms differs: agreement to ~1e-16.
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+
+
+def test_hog_float32_images_match_skimage_exactly(rng):
+    images = rng.random((3, 12, 10)).astype(np.float32)
+    ours = hog_features(images, orientations=8, pixels_per_cell=(3, 3), cells_per_block=(2, 2))
+    ref = np.stack([hog(im, orientations=8, pixels_per_cell=(3, 3), cells_per_block=(2, 2)) for im in images])
+    assert ours.dtype == ref.dtype == np.float32
+    np.testing.assert_array_equal(ours, ref)
 
 
 def test_hog_default_arguments_and_integer_images(rng):

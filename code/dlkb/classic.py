@@ -79,7 +79,8 @@ def hog_features(
 
     Follows ``skimage.feature.hog`` (its default ``block_norm="L2-Hys"``), which deviates from
     the paper: no Gaussian window in a block and no bilinear vote between neighbouring bins
-    and cells.
+    and cells. Like it, cell sums are accumulated in float32 and float32 images give float32
+    features, so the two agree to the last bits of floating point.
 
     Args:
         images (ndarray[N, H, W]): grey images (integer or float).
@@ -88,7 +89,8 @@ def hog_features(
         cells_per_block: block size ``(rows, cols)`` in cells; blocks move one cell at a time.
 
     Returns:
-        ndarray[N, D] (float64), row ``i`` equal to ``skimage.feature.hog(images[i], ...)``,
+        ndarray[N, D] (float32 for float16/float32 images, else float64), row ``i`` equal to
+        ``skimage.feature.hog(images[i], ...)``,
         with ``D = B_r B_c b_r b_c O`` for ``B_r × B_c`` blocks of ``b_r × b_c`` cells.
     """
     caller = "hog_features"
@@ -105,21 +107,30 @@ def hog_features(
             f"pixels_per_cell={(c_row, c_col)} and cells_per_block={(b_row, b_col)}; got {h}x{w}"
         )
 
-    # 1. Gradients by central differences, zero on the border.
+    # 1. Gradients by central differences, zero on the border, in the images' float precision.
+    ftype = np.float32 if images.dtype in (np.float16, np.float32) else np.float64  # skimage's precision
+    x = images.astype(ftype)
     g_row = np.zeros_like(x)  # [N, H, W]
     g_col = np.zeros_like(x)
     g_row[:, 1:-1, :] = x[:, 2:, :] - x[:, :-2, :]
     g_col[:, :, 1:-1] = x[:, :, 2:] - x[:, :, :-2]
+    g_row, g_col = g_row.astype(np.float64), g_col.astype(np.float64)
     magnitude = np.hypot(g_col, g_row)  # [N, H, W]
     angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180  # [N, H, W] in [0, 180]
 
     # 2. Hard votes into O bins [180 i / O, 180 (i + 1) / O); the edges are float32 as in skimage.
-    edges = (180.0 / np.float32(orientations)) * np.arange(orientations + 1, dtype=np.float32)
+    edges = np.float32(180.0 / orientations) * np.arange(orientations + 1, dtype=np.float32)
     votes = (angle[..., None] >= edges[:-1]) & (angle[..., None] < edges[1:])  # [N, H, W, O]
     weighted = votes * magnitude[..., None]  # [N, H, W, O]
     cells = weighted[:, : n_cells_row * c_row, : n_cells_col * c_col]
     cells = cells.reshape(n, n_cells_row, c_row, n_cells_col, c_col, orientations)
-    hist = cells.sum(axis=(2, 4)) / (c_row * c_col)  # [N, cells_r, cells_c, O]
+    # Sum each cell pixel by pixel in row-major order, rounding to float32 after every addition,
+    # exactly as scikit-image's compiled loop does; then divide by the cell area.
+    total = np.zeros((n, n_cells_row, n_cells_col, orientations), dtype=np.float32)
+    for i in range(c_row):
+        for j in range(c_col):
+            total = (total + cells[:, :, i, :, j, :]).astype(np.float32)
+    hist = (total / np.float32(c_row * c_col)).astype(np.float64)  # [N, cells_r, cells_c, O]
 
     # 3. Overlapping blocks (stride one cell), L2-Hys normalized.
     windows = np.lib.stride_tricks.sliding_window_view(hist, (b_row, b_col), axis=(1, 2))
@@ -128,7 +139,7 @@ def hog_features(
     norm = np.sqrt((blocks**2).sum(axis=(3, 4, 5), keepdims=True) + eps**2)
     blocks = np.minimum(blocks / norm, 0.2)
     blocks = blocks / np.sqrt((blocks**2).sum(axis=(3, 4, 5), keepdims=True) + eps**2)
-    return blocks.reshape(n, -1)
+    return blocks.reshape(n, -1).astype(ftype, copy=False)
 
 
 def _lbp_codes(x: np.ndarray, P: int, R: float) -> np.ndarray:
