@@ -1,0 +1,320 @@
+r"""Classic convolutional networks for image classification, small enough for 8×8 digits.
+
+LeNet, VGG blocks, NiN blocks, the Inception module of GoogLeNet and the residual
+blocks of ResNet, as building blocks plus small whole networks. Each network works
+for any input size its architecture allows (global or adaptive pooling before the
+classifier), so the same code runs on 8×8 digits and on larger images.
+
+Shape letters: N batch, C channels, H height, W width, K classes.
+
+Papers: LeCun et al. 1998 (LeNet-5); Simonyan & Zisserman 2015 (VGG);
+Lin, Chen & Yan 2014 (Network in Network); Szegedy et al. 2015 (GoogLeNet,
+Inception); He et al. 2016 (ResNet, "Deep residual learning for image recognition").
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["vgg_block", "nin_block", "LeNet", "Inception", "BasicBlock", "Bottleneck", "ResNet"]
+
+
+def _check_int(caller: str, name: str, value: object, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{caller}: {name} must be an int; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{caller}: {name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def _check_input(caller: str, x: object, in_channels: int) -> None:
+    """Raise unless ``x`` is a Tensor[N, in_channels, H, W]."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{caller}: input must be a Tensor; got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{caller}: input must have shape (N, C, H, W); got {tuple(x.shape)}")
+    if x.shape[1] != in_channels:
+        raise ValueError(f"{caller}: input must have {in_channels} channels; got {x.shape[1]} (shape {tuple(x.shape)})")
+
+
+def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    r"""A VGG block: ``num_convs`` × (3×3 convolution, padding 1, + ReLU), then 2×2 max pooling.
+
+    Two stacked 3×3 convolutions see a 5×5 window and three see 7×7, with fewer
+    parameters (:math:`2 \cdot 9C^2` or :math:`3 \cdot 9C^2` against :math:`25C^2` or
+    :math:`49C^2`) and a ReLU between them (Simonyan & Zisserman 2015, Sec. 2.3).
+
+    Returns:
+        ``nn.Sequential`` mapping Tensor[N, in_channels, H, W] to
+        Tensor[N, out_channels, ⌊H/2⌋, ⌊W/2⌋].
+    """
+    caller = "vgg_block"
+    num_convs = _check_int(caller, "num_convs", num_convs)
+    in_channels = _check_int(caller, "in_channels", in_channels)
+    out_channels = _check_int(caller, "out_channels", out_channels)
+    layers: list[nn.Module] = []
+    for i in range(num_convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
+    r"""A Network-in-Network block ("mlpconv"): a convolution, then two 1×1 convolutions, ReLU after each.
+
+    The 1×1 convolutions are a small MLP applied at every pixel across channels
+    (Lin et al. 2014, Sec. 3.1, Eq. (2)).
+
+    Returns:
+        ``nn.Sequential`` mapping Tensor[N, in_channels, H, W] to Tensor[N, out_channels, H', W'],
+        with :math:`H' = \lfloor (H + 2p - k)/s \rfloor + 1` (the first convolution's size).
+    """
+    caller = "nin_block"
+    in_channels = _check_int(caller, "in_channels", in_channels)
+    out_channels = _check_int(caller, "out_channels", out_channels)
+    kernel_size = _check_int(caller, "kernel_size", kernel_size)
+    stride = _check_int(caller, "stride", stride)
+    padding = _check_int(caller, "padding", padding, minimum=0)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1),
+        nn.ReLU(),
+    )
+
+
+class LeNet(nn.Module):
+    r"""A LeNet-5 style network (LeCun et al. 1998, Sec. II.B).
+
+    C1: 5×5 convolution to 6 channels (padding 2) → ReLU → 2×2 max pool;
+    C3: 5×5 convolution to 16 channels (padding 2) → ReLU → 2×2 max pool;
+    an adaptive average pool to 2×2 (as torchvision's VGG pools to 7×7), then fully
+    connected layers 64 → 120 → 84 → ``num_classes``.
+
+    Deviations from the paper, for 8×8 digits and modern training: ReLU and max pooling
+    instead of scaled tanh and trainable sub-sampling; C3 padded and fully connected to
+    all six C1 maps (the paper used a sparse table on 32×32 inputs); the adaptive pool
+    makes any input of at least 4×4 pixels work; plain logits instead of RBF output units.
+
+    Input Tensor[N, in_channels, H, W], output Tensor[N, num_classes].
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
+        super().__init__()
+        self.num_classes = _check_int("LeNet", "num_classes", num_classes)
+        self.in_channels = _check_int("LeNet", "in_channels", in_channels)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),  # [N, 6, H, W]
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # [N, 6, H/2, W/2]
+            nn.Conv2d(6, 16, kernel_size=5, padding=2),  # [N, 16, H/2, W/2]
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # [N, 16, H/4, W/4]
+            nn.AdaptiveAvgPool2d((2, 2)),  # [N, 16, 2, 2]
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),  # [N, 64]
+            nn.Linear(16 * 2 * 2, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),  # [N, K]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("LeNet", x, self.in_channels)
+        if x.shape[-2] < 4 or x.shape[-1] < 4:
+            raise ValueError(f"LeNet: input must be at least 4x4 pixels; got {tuple(x.shape[-2:])}")
+        return self.classifier(self.features(x))
+
+
+class Inception(nn.Module):
+    r"""The Inception module of GoogLeNet with 1×1 reductions (Szegedy et al. 2015, Fig. 2(b)).
+
+    Four parallel branches, ReLU after every convolution, concatenated along channels:
+
+    1. 1×1 convolution to ``c1`` channels;
+    2. 1×1 convolution to ``c2[0]``, then 3×3 (padding 1) to ``c2[1]``;
+    3. 1×1 convolution to ``c3[0]``, then 5×5 (padding 2) to ``c3[1]``;
+    4. 3×3 max pool (stride 1, padding 1), then 1×1 convolution to ``c4``.
+
+    The 1×1 reductions make the 3×3 and 5×5 convolutions cheap. Unlike torchvision's
+    ``GoogLeNet``, branch 3 really uses a 5×5 kernel (torchvision keeps a 3×3 there for
+    weight compatibility) and there is no batch normalization (the 2015 paper had none).
+
+    Input Tensor[N, in_channels, H, W], output Tensor[N, c1 + c2[1] + c3[1] + c4, H, W].
+    """
+
+    def __init__(
+        self, in_channels: int, c1: int, c2: tuple[int, int], c3: tuple[int, int], c4: int
+    ) -> None:
+        super().__init__()
+        caller = "Inception"
+        self.in_channels = _check_int(caller, "in_channels", in_channels)
+        c1 = _check_int(caller, "c1", c1)
+        c4 = _check_int(caller, "c4", c4)
+        for name, pair in (("c2", c2), ("c3", c3)):
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise ValueError(f"{caller}: {name} must be a tuple (reduce, out) of two ints; got {pair!r}")
+            for value in pair:
+                _check_int(caller, name, value)
+        self.out_channels = c1 + c2[1] + c3[1] + c4
+        self.branch1 = nn.Sequential(nn.Conv2d(in_channels, c1, 1), nn.ReLU())
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(in_channels, c2[0], 1), nn.ReLU(), nn.Conv2d(c2[0], c2[1], 3, padding=1), nn.ReLU()
+        )
+        self.branch3 = nn.Sequential(
+            nn.Conv2d(in_channels, c3[0], 1), nn.ReLU(), nn.Conv2d(c3[0], c3[1], 5, padding=2), nn.ReLU()
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(in_channels, c4, 1), nn.ReLU()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("Inception", x, self.in_channels)
+        branches = (self.branch1, self.branch2, self.branch3, self.branch4)
+        return torch.cat([branch(x) for branch in branches], dim=1)  # [N, c1 + c2[1] + c3[1] + c4, H, W]
+
+
+class BasicBlock(nn.Module):
+    r"""The basic residual block of ResNet-18/34 (He et al. 2016, Fig. 2 and Fig. 5 left).
+
+    :math:`y = \operatorname{ReLU}(\mathcal F(x) + W_s x)`, Eq. (2) of the paper, where
+    :math:`\mathcal F` is 3×3 conv (``stride``) → BN → ReLU → 3×3 conv → BN, and
+    :math:`W_s` is the identity, or a projection (1×1 conv with ``stride`` → BN, option B)
+    when the shape changes. Same layout and parameter count as torchvision's
+    ``BasicBlock(in_channels, out_channels, stride, downsample)`` with that projection.
+
+    Input Tensor[N, in_channels, H, W], output Tensor[N, out_channels, ⌈H/stride⌉, ⌈W/stride⌉].
+    """
+
+    expansion = 1
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        caller = "BasicBlock"
+        self.in_channels = _check_int(caller, "in_channels", in_channels)
+        self.out_channels = _check_int(caller, "out_channels", out_channels)
+        stride = _check_int(caller, "stride", stride)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("BasicBlock", x, self.in_channels)
+        residual = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))  # F(x): [N, C_out, H', W']
+        return torch.relu(residual + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    r"""The bottleneck residual block of ResNet-50/101/152 (He et al. 2016, Fig. 5 right).
+
+    :math:`\mathcal F`: 1×1 conv to ``mid_channels`` → BN → ReLU → 3×3 conv (``stride``) → BN →
+    ReLU → 1×1 conv to :math:`4 \cdot` ``mid_channels`` → BN; output
+    :math:`\operatorname{ReLU}(\mathcal F(x) + W_s x)` with a projection shortcut (1×1 conv
+    with ``stride`` → BN) when the shape changes. The stride sits on the 3×3 convolution,
+    as in torchvision ("ResNet v1.5"); the paper strides the first 1×1. Same parameter
+    count as torchvision's ``Bottleneck(in_channels, mid_channels, stride, downsample)``.
+
+    Input Tensor[N, in_channels, H, W], output Tensor[N, 4·mid_channels, ⌈H/stride⌉, ⌈W/stride⌉].
+    """
+
+    expansion = 4
+
+    def __init__(self, in_channels: int, mid_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        caller = "Bottleneck"
+        self.in_channels = _check_int(caller, "in_channels", in_channels)
+        mid_channels = _check_int(caller, "mid_channels", mid_channels)
+        stride = _check_int(caller, "stride", stride)
+        self.out_channels = out_channels = self.expansion * mid_channels
+        self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid_channels)
+        self.conv2 = nn.Conv2d(mid_channels, mid_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid_channels)
+        self.conv3 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("Bottleneck", x, self.in_channels)
+        out = torch.relu(self.bn1(self.conv1(x)))  # [N, mid, H, W]
+        out = torch.relu(self.bn2(self.conv2(out)))  # [N, mid, H', W']
+        residual = self.bn3(self.conv3(out))  # F(x): [N, 4 mid, H', W']
+        return torch.relu(residual + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    r"""A small ResNet for small images, built from :class:`BasicBlock` or :class:`Bottleneck`.
+
+    Stem: 3×3 conv (16 channels) → BN → ReLU, without the 7×7 stride-2 conv and max pool
+    of the ImageNet models (as He et al. 2016, Sec. 4.2, do for 32×32 CIFAR-10 images).
+    Then ``len(layers)`` stages; stage ``i`` has ``layers[i]`` blocks of width
+    :math:`16 \cdot 2^i` (times 4 at the output of a bottleneck), and stages after the
+    first halve the resolution in their first block. Global average pooling and one
+    fully connected layer give the logits.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: number of blocks per stage, e.g. ``(2, 2)``.
+        num_classes: number of classes K.
+        in_channels: channels of the input images.
+
+    Input Tensor[N, in_channels, H, W], output Tensor[N, num_classes].
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        num_classes: int = 10,
+        in_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        caller = "ResNet"
+        if block not in (BasicBlock, Bottleneck):
+            raise TypeError(f"{caller}: block must be BasicBlock or Bottleneck; got {block!r}")
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, Sequence)
+            or not layers
+            or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in layers)
+        ):
+            raise ValueError(f"{caller}: layers must be a non-empty sequence of positive ints; got {layers!r}")
+        self.num_classes = _check_int(caller, "num_classes", num_classes)
+        self.in_channels = _check_int(caller, "in_channels", in_channels)
+        width = 16
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        stages, channels = [], width
+        for i, n_blocks in enumerate(layers):
+            blocks = []
+            for j in range(n_blocks):
+                blocks.append(block(channels, width * 2**i, stride=2 if i > 0 and j == 0 else 1))
+                channels = blocks[-1].out_channels
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("ResNet", x, self.in_channels)
+        features = self.pool(self.stages(self.stem(x)))  # [N, C, 1, 1]
+        return self.fc(features.flatten(1))  # [N, K]
