@@ -115,3 +115,21 @@ def test_history_plot_and_format_seconds():
     assert format_seconds(1.234) == "1.23 s (wall clock)"
     with pytest.raises(ValueError, match="format_seconds: seconds must be a non-negative number; got -1"):
         format_seconds(-1)
+
+
+def test_fit_accepts_models_that_return_tuples():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    set_seed(0)
+    x = torch.randn(32, 3)
+    loader = make_loader(x, x, batch_size=8)
+    loss_fn = lambda out, y: nn.functional.mse_loss(out[0], y) + out[1].pow(2).mean()  # noqa: E731
+    history = fit(TwoHeads(), loader, epochs=30, loss_fn=loss_fn, val_loader=loader, verbose=False)
+    assert math.isnan(history.train_acc[0]) and math.isnan(history.val_acc[0])
+    assert history.train_loss[-1] < 0.5 * history.train_loss[0]

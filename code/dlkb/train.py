@@ -85,8 +85,9 @@ def _check_common(model: nn.Module, loader: Iterable, caller: str) -> None:
         raise TypeError(f"{caller}: loader must be an iterable of (x, y) batches; got {type(loader).__name__}")
 
 
-def _is_classification(output: torch.Tensor, y: torch.Tensor) -> bool:
-    return output.ndim == 2 and y.ndim == 1 and not y.is_floating_point()
+def _is_classification(output, y: torch.Tensor) -> bool:
+    # Models may return tuples (a VAE returns logits, mu, logvar): no accuracy then.
+    return isinstance(output, torch.Tensor) and output.ndim == 2 and y.ndim == 1 and not y.is_floating_point()
 
 
 def train_epoch(
@@ -201,6 +202,8 @@ def fit(
         epochs: number of passes over ``train_loader`` (≥ 1).
         optimizer: defaults to Adam with learning rate 1e-3 (Kingma & Ba 2015).
         loss_fn: ``loss_fn(output, y)`` returning a scalar; defaults to cross-entropy.
+            ``output`` is whatever the model returns (a tensor, or a tuple for models
+            such as a VAE); accuracy is recorded only for ``(N, K)`` scores and ``(N,)`` labels.
         val_loader: optional loader evaluated after each epoch.
         scheduler: optional learning-rate scheduler, stepped once per epoch.
         clip_grad_norm: if set, clip the global gradient norm to this value.
