@@ -130,6 +130,8 @@ def test_fit_accepts_models_that_return_tuples():
     x = torch.randn(32, 3)
     loader = make_loader(x, x, batch_size=8)
     loss_fn = lambda out, y: nn.functional.mse_loss(out[0], y) + out[1].pow(2).mean()  # noqa: E731
-    history = fit(TwoHeads(), loader, epochs=30, loss_fn=loss_fn, val_loader=loader, verbose=False)
+    model = TwoHeads()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    history = fit(model, loader, epochs=30, optimizer=opt, loss_fn=loss_fn, val_loader=loader, verbose=False)
     assert math.isnan(history.train_acc[0]) and math.isnan(history.val_acc[0])
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
