@@ -11,10 +11,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Kernels that nbval starts inherit this: figures are captured as outputs, exactly as
-# when `make run` saved the notebook, whatever MPLBACKEND the caller's shell has.
-os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-os.environ["PYTHONHASHSEED"] = "0"
+sys.path.insert(0, str(ROOT / "tools"))
+from nbtool import KERNEL_ENV  # noqa: E402
+
+# Kernels that nbval starts inherit this: the same environment as when `make run`
+# saved the notebook (inline figures, one thread, fixed hash seed).
+os.environ.update(KERNEL_ENV)
+# The test processes themselves: two xdist workers on two cores, one thread each.
+torch.set_num_threads(1)
 for extra in (ROOT / "tools", ROOT / "_ext"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))

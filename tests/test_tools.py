@@ -33,14 +33,15 @@ def test_clean_metadata_drops_volatile_fields():
 
 
 def test_execute_runs_a_notebook_and_saves_outputs(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    code = "import os, matplotlib\nprint(6 * 7, os.environ['OMP_NUM_THREADS'], matplotlib.get_backend())"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "tiny.ipynb"
     nbformat.write(nb, path)
     seconds, peak = nbtool.execute(path, save=True)
     saved = nbformat.read(path, as_version=4)
     assert saved.cells[0].source == nbtool.setup_cell_source() and saved.cells[0].outputs == []
-    assert saved.cells[1].outputs[0]["text"] == "42\n"
+    assert saved.cells[1].outputs[0]["text"] == "42 1 module://matplotlib_inline.backend_inline\n"
     assert [c.execution_count for c in saved.cells] == [1, 2]
     assert seconds > 0 and peak > 10 * 2**20
 

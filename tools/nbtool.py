@@ -29,7 +29,20 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 BUDGET_SECONDS = 60.0
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+# The environment of every kernel that executes a notebook, here and under nbval
+# (tests/conftest.py applies the same), so saved outputs and re-executed ones agree:
+# - figures are captured as outputs whatever the caller's MPLBACKEND says;
+# - one intra-op thread: floating-point results do not depend on the core count, and
+#   two notebooks validated in parallel on two cores do not oversubscribe them (with
+#   OpenMP spin-waiting, that made small torch steps up to ~70x slower here);
+# - fixed hash seed for set/dict iteration order of strings.
+KERNEL_ENV = {
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONHASHSEED": "0",
+}
 
 # One meaning per tag; tests/test_book.py rejects anything else, and _ext/bookext.py
 # (which must list the same tags) warns at build time.
@@ -134,9 +147,7 @@ def execute(path: Path, *, save: bool) -> tuple[float, int]:
     """Execute one notebook in a fresh kernel; return (wall seconds, peak kernel memory in bytes)."""
     nb = nbformat.read(path, as_version=4)
     normalize_setup_cell(nb)
-    os.environ["PYTHONHASHSEED"] = "0"
-    # Figures must be captured as outputs whatever the caller's MPLBACKEND says.
-    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    os.environ.update(KERNEL_ENV)
     client = NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
