@@ -10,6 +10,7 @@ from torch import nn
 
 from dlkb.generative import (
     VAE,
+    EnsembleMLP,
     MaskedConv2d,
     PixelCNN,
     cycle_consistency_loss,
@@ -323,13 +324,33 @@ def test_pixelcnn_stack_is_causal_and_sampler_fills_images():
 # ---------------------------------------------------------------- ring GAN trainer
 
 
+def test_ensemble_members_are_independent_mlps(generator):
+    net = EnsembleMLP(3, 2, 1, hidden=5, layers=2, generator=generator)
+    x = torch.randn(3, 7, 2, generator=generator)
+    out = net(x)
+    assert out.shape == (3, 7, 1)
+    for m in range(3):  # member m is the plain MLP with its own weights
+        h = x[m]
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            h = h @ w[m] + b[m]
+            h = torch.relu(h) if i < 2 else h
+        torch.testing.assert_close(out[m], h)
+    out[0].sum().backward()
+    assert all(w.grad[1:].abs().sum() == 0 for w in net.weights)
+
+
 def test_train_ring_gan_is_reproducible_and_validated():
-    a = train_ring_gan("wgan-gp", steps=3, batch_size=16, seed=5, snapshot_every=1)
-    b = train_ring_gan("wgan-gp", steps=3, batch_size=16, seed=5)
+    a = train_ring_gan("wgan-gp", runs=2, steps=3, batch_size=16, seed=5, snapshot_every=1)
+    b = train_ring_gan("wgan-gp", runs=2, steps=3, batch_size=16, seed=5)
     torch.testing.assert_close(a.snapshots[3], b.snapshots[3])
-    assert sorted(a.snapshots) == [1, 2, 3] and len(a.critic_losses) == 3
+    assert sorted(a.snapshots) == [1, 2, 3] and a.critic_losses.shape == (3, 2)
+    assert not torch.equal(a.snapshots[3][0], a.snapshots[3][1])  # the runs differ
     for kind in ("gan", "wgan"):
-        r = train_ring_gan(kind, steps=2, batch_size=8, seed=0)
-        assert r.snapshots[2].shape == (512, 2) and np.isfinite(r.critic_losses).all()
+        r = train_ring_gan(kind, runs=2, steps=2, batch_size=8, seed=0)
+        assert r.snapshots[2].shape == (2, 512, 2) and torch.isfinite(r.critic_losses).all()
+    wgan = train_ring_gan("wgan", runs=1, steps=2, batch_size=8)
+    assert max(p.abs().max().item() for p in wgan.generator.parameters()) > 0.01  # only the critic is clipped
     with pytest.raises(ValueError, match=r"train_ring_gan: kind must be one of \('gan', 'wgan', 'wgan-gp'\); got 'vae'"):
         train_ring_gan("vae")
+    with pytest.raises(ValueError, match="train_ring_gan: runs must be a positive int; got 0"):
+        train_ring_gan("gan", runs=0)
