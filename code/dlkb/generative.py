@@ -1,0 +1,591 @@
+r"""Generative models: divergences, PixelCNN, VAE, GAN, WGAN, WGAN-GP and CycleGAN pieces.
+
+Shape letters: N batch, C channels, H, W image size, D data dimension, Z latent size,
+K number of outcomes of a discrete distribution, M number of modes.
+
+Papers: PixelRNN/PixelCNN (van den Oord et al. 2016a, 2016b), VAE (Kingma & Welling
+2014), GAN (Goodfellow et al. 2014), the vanishing-gradient analysis of GANs (Arjovsky &
+Bottou 2017), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017), the ring of
+Gaussians benchmark (Metz et al. 2017), CycleGAN (Zhu et al. 2017).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkb.utils import check_choice, check_type
+
+__all__ = [
+    "kl_divergence",
+    "js_divergence",
+    "wasserstein_1d",
+    "ring_of_gaussians",
+    "mode_coverage",
+    "gradient_penalty",
+    "reparameterize",
+    "gaussian_kl",
+    "cycle_consistency_loss",
+    "MaskedConv2d",
+    "PixelCNN",
+    "pixelcnn_sample",
+    "VAE",
+    "vae_loss",
+    "EnsembleMLP",
+    "RingGANResult",
+    "train_ring_gan",
+]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+# ---------------------------------------------------------------- divergences
+
+
+def _check_distributions(p: torch.Tensor, q: torch.Tensor, caller: str) -> None:
+    check_type("p", p, torch.Tensor, caller=caller)
+    check_type("q", q, torch.Tensor, caller=caller)
+    if p.shape != q.shape:
+        raise ValueError(f"{caller}: p and q must have the same shape; got {tuple(p.shape)} and {tuple(q.shape)}")
+    if p.ndim == 0 or p.shape[-1] == 0:
+        raise ValueError(f"{caller}: p and q need a non-empty last dimension of outcomes; got shape {tuple(p.shape)}")
+    for name, t in (("p", p), ("q", q)):
+        if not t.is_floating_point():
+            raise TypeError(f"{caller}: {name} must be a floating-point tensor; got {t.dtype}")
+        if (t < 0).any():
+            raise ValueError(f"{caller}: {name} must have no negative entries; got minimum {t.min().item():.4g}")
+        sums = t.sum(dim=-1)
+        tol = 1e-4 if t.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-8
+        if not torch.allclose(sums, torch.ones_like(sums), atol=tol, rtol=0):
+            worst = sums[(sums - 1).abs().argmax()] if sums.ndim else sums
+            raise ValueError(
+                f"{caller}: {name} must sum to 1 over its last dimension; got a sum of {float(worst):.6g}"
+            )
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    # xlogy(0, .) = 0 gives 0·log 0 = 0; p > 0 where q = 0 gives +inf, as it should.
+    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(dim=-1)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r"""Kullback–Leibler divergence :math:`\mathrm{KL}(p\,\|\,q)=\sum_k p_k \log(p_k/q_k)`, natural log.
+
+    Args:
+        p (Tensor[..., K]): probabilities, non-negative, summing to 1 over the last dim.
+        q (Tensor[..., K]): same shape and constraints.
+
+    Returns:
+        Tensor[...]: the divergence per distribution; ``0·log 0 = 0``; ``inf`` where
+        ``p > 0`` and ``q = 0``. Equals ``scipy.stats.entropy(p, q)``.
+    """
+    _check_distributions(p, q, "kl_divergence")
+    return _kl(p, q)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    r"""Jensen–Shannon divergence :math:`\tfrac12\mathrm{KL}(p\|m)+\tfrac12\mathrm{KL}(q\|m)`, :math:`m=\tfrac{p+q}{2}`.
+
+    With the natural log it lies in :math:`[0, \log 2]` and equals ``log 2`` exactly when
+    the supports of ``p`` and ``q`` are disjoint (Goodfellow et al. 2014, Theorem 1;
+    Arjovsky & Bottou 2017). Equals ``scipy.spatial.distance.jensenshannon(p, q) ** 2``.
+
+    Args:
+        p (Tensor[..., K]): probabilities summing to 1 over the last dim.
+        q (Tensor[..., K]): same shape.
+
+    Returns:
+        Tensor[...]: the divergence per distribution.
+    """
+    _check_distributions(p, q, "js_divergence")
+    m = 0.5 * (p + q)
+    return 0.5 * _kl(p, m) + 0.5 * _kl(q, m)
+
+
+def wasserstein_1d(u_values: torch.Tensor, v_values: torch.Tensor) -> torch.Tensor:
+    r"""Wasserstein-1 (earth mover's) distance between two 1-D samples with equal weights.
+
+    :math:`W_1 = \int |F_u(x) - F_v(x)|\,dx` with :math:`F` the empirical CDFs, computed on
+    the merged sorted sample (the algorithm of ``scipy.stats.wasserstein_distance``,
+    which it equals). The sample sizes may differ.
+
+    Args:
+        u_values (Tensor[n]): first sample.
+        v_values (Tensor[m]): second sample.
+
+    Returns:
+        Tensor[]: the distance (differentiable with respect to the values).
+    """
+    for name, t in (("u_values", u_values), ("v_values", v_values)):
+        check_type(name, t, torch.Tensor, caller="wasserstein_1d")
+        if t.ndim != 1 or t.numel() == 0:
+            raise ValueError(f"wasserstein_1d: {name} must be a non-empty 1-D tensor; got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"wasserstein_1d: {name} must be a floating-point tensor; got {t.dtype}")
+    u_sorted, v_sorted = torch.sort(u_values).values, torch.sort(v_values).values
+    merged = torch.sort(torch.cat([u_values, v_values])).values  # [n + m]
+    deltas = merged[1:] - merged[:-1]  # [n + m - 1]
+    # Empirical CDFs at the left end of each interval, in the values' dtype.
+    u_cdf = torch.searchsorted(u_sorted.detach(), merged[:-1].detach(), right=True).to(deltas.dtype) / u_values.numel()
+    v_cdf = torch.searchsorted(v_sorted.detach(), merged[:-1].detach(), right=True).to(deltas.dtype) / v_values.numel()
+    return ((u_cdf - v_cdf).abs() * deltas).sum()
+
+
+# ---------------------------------------------------------------- ring of Gaussians
+
+
+def ring_of_gaussians(
+    n: int, *, modes: int = 8, radius: float = 2.0, std: float = 0.02, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples from ``modes`` equally weighted 2-D Gaussians on a circle (Metz et al. 2017).
+
+    Args:
+        n: number of samples.
+        modes: number of Gaussians M, centred at angles 2πk/M on the circle.
+        radius: radius of the circle.
+        std: standard deviation of each Gaussian (isotropic).
+        generator: optional random generator.
+
+    Returns:
+        ``(samples, centers)``: Tensor[n, 2] and Tensor[M, 2].
+    """
+    for name, value in (("n", n), ("modes", modes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"ring_of_gaussians: {name} must be a positive int; got {value!r}")
+    if not radius > 0 or not std > 0:
+        raise ValueError(f"ring_of_gaussians: radius and std must be positive; got radius={radius}, std={std}")
+    angles = torch.arange(modes, dtype=torch.float32) * (2 * math.pi / modes)
+    centers = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # [M, 2]
+    which = torch.randint(0, modes, (n,), generator=generator)
+    noise = torch.randn(n, 2, generator=generator) * std
+    return centers[which] + noise, centers
+
+
+def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, *, std: float) -> tuple[int, float]:
+    """How many modes a sample covers and how much of it is of high quality.
+
+    A sample is of high quality when it lies within ``3 * std`` of its nearest centre; a
+    mode is covered when at least one high-quality sample has it as nearest centre (the
+    protocol of Srivastava et al. 2017's VEEGAN and of the WGAN-GP ring experiments).
+
+    Args:
+        samples (Tensor[N, 2]): generated points.
+        centers (Tensor[M, 2]): mode centres.
+        std: standard deviation of the modes.
+
+    Returns:
+        ``(modes covered, fraction of high-quality samples)``.
+    """
+    check_type("samples", samples, torch.Tensor, caller="mode_coverage")
+    check_type("centers", centers, torch.Tensor, caller="mode_coverage")
+    if samples.ndim != 2 or centers.ndim != 2 or samples.shape[1] != centers.shape[1] or samples.shape[0] == 0:
+        raise ValueError(
+            "mode_coverage: samples must be (N, D) and centers (M, D) with the same D and N > 0; "
+            f"got {tuple(samples.shape)} and {tuple(centers.shape)}"
+        )
+    if not std > 0:
+        raise ValueError(f"mode_coverage: std must be positive; got {std}")
+    distances = torch.cdist(samples.float(), centers.float())  # [N, M]
+    nearest, index = distances.min(dim=1)
+    good = nearest <= 3 * std
+    return int(index[good].unique().numel()), float(good.float().mean())
+
+
+# ---------------------------------------------------------------- WGAN-GP, VAE, CycleGAN losses
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""WGAN-GP penalty :math:`\mathbb E[(\|\nabla_{\hat x} f(\hat x)\|_2 - 1)^2]` (Gulrajani et al. 2017, Eq. (3)).
+
+    :math:`\hat x = \epsilon x + (1-\epsilon)\tilde x` with one :math:`\epsilon\sim U[0,1]`
+    per sample. The gradient is taken with ``create_graph=True``, so the penalty can be
+    added to the critic's loss and back-propagated.
+
+    Args:
+        critic: maps Tensor[N, ...] to Tensor[N] or Tensor[N, 1].
+        real (Tensor[N, ...]): real samples.
+        fake (Tensor[N, ...]): generated samples, same shape.
+        generator: optional generator for :math:`\epsilon` (on the device of ``real``).
+
+    Returns:
+        Tensor[]: the mean penalty over the batch.
+    """
+    if not callable(critic):
+        raise TypeError(f"gradient_penalty: critic must be callable; got {type(critic).__name__}")
+    check_type("real", real, torch.Tensor, caller="gradient_penalty")
+    check_type("fake", fake, torch.Tensor, caller="gradient_penalty")
+    if real.shape != fake.shape:
+        raise ValueError(
+            f"gradient_penalty: fake must have the same shape as real {tuple(real.shape)}; got {tuple(fake.shape)}"
+        )
+    if real.ndim < 2 or real.shape[0] == 0:
+        raise ValueError(f"gradient_penalty: real must be (N, ...) with N > 0; got {tuple(real.shape)}")
+    n = real.shape[0]
+    eps = torch.rand((n,) + (1,) * (real.ndim - 1), generator=generator, dtype=real.dtype,
+                     device=generator.device if generator is not None else real.device).to(real.device)
+    x_hat = eps * real + (1 - eps) * fake  # [N, ...]
+    if not x_hat.requires_grad:
+        x_hat.requires_grad_(True)
+    scores = critic(x_hat)
+    if scores.shape not in ((n,), (n, 1)):
+        raise ValueError(f"gradient_penalty: critic must return shape ({n},) or ({n}, 1); got {tuple(scores.shape)}")
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    norms = grad.reshape(n, -1).norm(2, dim=1)  # [N]
+    return ((norms - 1) ** 2).mean()
+
+
+def reparameterize(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    eps: torch.Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""The reparameterization trick :math:`z = \mu + \epsilon\,e^{\log\sigma^2/2}` (Kingma & Welling 2014, Eq. (10)).
+
+    Args:
+        mu (Tensor[N, Z]): means.
+        logvar (Tensor[N, Z]): log-variances, same shape.
+        eps (Tensor[N, Z], optional): standard normal noise; drawn when not given.
+        generator: optional generator used when ``eps`` is drawn.
+
+    Returns:
+        Tensor[N, Z]: samples, differentiable with respect to ``mu`` and ``logvar``.
+    """
+    check_type("mu", mu, torch.Tensor, caller="reparameterize")
+    check_type("logvar", logvar, torch.Tensor, caller="reparameterize")
+    if logvar.shape != mu.shape:
+        raise ValueError(f"reparameterize: logvar must have the same shape as mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
+                          device=generator.device if generator is not None else mu.device).to(mu.device)
+    elif not isinstance(eps, torch.Tensor) or eps.shape != mu.shape:
+        raise ValueError(
+            f"reparameterize: eps must be a tensor of the same shape as mu {tuple(mu.shape)}; "
+            f"got {tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}"
+        )
+    return mu + eps * torch.exp(0.5 * logvar)
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample :math:`\mathrm{KL}(\mathcal N(\mu,\sigma^2 I)\,\|\,\mathcal N(0,I)) = \tfrac12\sum(\sigma^2+\mu^2-1-\log\sigma^2)`.
+
+    Kingma & Welling (2014), Appendix B. Summed over the last dimension.
+
+    Args:
+        mu (Tensor[..., Z]): means.
+        logvar (Tensor[..., Z]): log-variances, same shape.
+
+    Returns:
+        Tensor[...]: the divergence per sample.
+    """
+    check_type("mu", mu, torch.Tensor, caller="gaussian_kl")
+    check_type("logvar", logvar, torch.Tensor, caller="gaussian_kl")
+    if logvar.shape != mu.shape or mu.ndim == 0:
+        raise ValueError(
+            f"gaussian_kl: mu and logvar must have the same shape with a last (latent) dim; "
+            f"got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=-1)
+
+
+def cycle_consistency_loss(x: torch.Tensor, x_reconstructed: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+    r"""CycleGAN's cycle loss :math:`\|F(G(x)) - x\|_1` (Zhu et al. 2017, Eq. (2)).
+
+    Args:
+        x (Tensor[N, ...]): inputs of one domain.
+        x_reconstructed (Tensor[N, ...]): the same inputs after the round trip, same shape.
+        reduction: ``"none"`` (element-wise), ``"mean"`` or ``"sum"``.
+    """
+    check_type("x", x, torch.Tensor, caller="cycle_consistency_loss")
+    check_type("x_reconstructed", x_reconstructed, torch.Tensor, caller="cycle_consistency_loss")
+    check_choice("reduction", reduction, _REDUCTIONS, caller="cycle_consistency_loss")
+    if x_reconstructed.shape != x.shape:
+        raise ValueError(
+            f"cycle_consistency_loss: x_reconstructed must have the same shape as x {tuple(x.shape)}; "
+            f"got {tuple(x_reconstructed.shape)}"
+        )
+    loss = (x_reconstructed - x).abs()
+    return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
+
+
+# ---------------------------------------------------------------- PixelCNN
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A 2-D convolution whose kernel sees only pixels before the centre in raster order.
+
+    Mask ``"A"`` (first layer) also hides the centre pixel; mask ``"B"`` (later layers)
+    lets it through, since there the centre holds features of earlier pixels only
+    (van den Oord et al. 2016a, Sec. 3.4). The masking is spatial; the extra masking
+    between the R, G and B channels of the paper is not needed for the one-channel
+    images of this book and is not implemented. "Same" padding keeps H and W.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: an odd int (or a pair of odd ints).
+        mask_type: ``"A"`` or ``"B"``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], mask_type: str) -> None:
+        check_choice("mask_type", mask_type, ("A", "B"), caller="MaskedConv2d")
+        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in (kh, kw)):
+            raise ValueError(f"MaskedConv2d: kernel_size must be odd positive ints; got {kernel_size!r}")
+        super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2))
+        self.mask_type = mask_type
+        mask = torch.ones(1, 1, kh, kw)
+        mask[:, :, kh // 2, kw // 2 + (mask_type == "B") :] = 0  # centre row: right of centre (and centre for A)
+        mask[:, :, kh // 2 + 1 :, :] = 0  # rows below the centre
+        self.register_buffer("mask", mask)  # [1, 1, kh, kw]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class PixelCNN(nn.Module):
+    """A small PixelCNN for binary images: one mask-A layer, then mask-B layers with residuals.
+
+    The output is one logit per pixel: ``sigmoid(logit[i, j])`` is the probability that
+    pixel (i, j) is 1 given the pixels before it in raster order.
+    """
+
+    def __init__(self, channels: int = 32, layers: int = 4, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.input = MaskedConv2d(1, channels, kernel_size, "A")
+        self.blocks = nn.ModuleList(MaskedConv2d(channels, channels, 3, "B") for _ in range(layers))
+        self.output = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.input(x)  # [N, C, H, W]
+        for block in self.blocks:
+            h = h + block(torch.relu(h))
+        return self.output(h)  # [N, 1, H, W] logits
+
+
+@torch.no_grad()
+def pixelcnn_sample(
+    model: nn.Module, n: int, size: tuple[int, int], *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw ``n`` binary images pixel by pixel in raster order: H·W forward passes.
+
+    Returns:
+        Tensor[n, 1, H, W] of 0/1 floats, on the model's device.
+    """
+    device = next(model.parameters()).device
+    h, w = size
+    x = torch.zeros(n, 1, h, w, device=device)
+    was_training = model.training
+    model.eval()
+    for i in range(h):
+        for j in range(w):
+            p = torch.sigmoid(model(x)[:, 0, i, j])  # [n]
+            u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
+            x[:, 0, i, j] = (u.to(device) < p).float()
+    model.train(was_training)
+    return x
+
+
+# ---------------------------------------------------------------- VAE
+
+
+class VAE(nn.Module):
+    """A fully connected VAE with a Gaussian encoder and a Bernoulli decoder (Kingma & Welling 2014, App. C)."""
+
+    def __init__(self, in_features: int = 64, hidden: int = 128, latent: int = 2) -> None:
+        super().__init__()
+        self.in_features, self.latent = in_features, latent
+        self.encoder = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.mu = nn.Linear(hidden, latent)
+        self.logvar = nn.Linear(hidden, latent)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, in_features)
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x.reshape(x.shape[0], -1))  # [N, hidden]
+        return self.mu(h), self.logvar(h)  # [N, Z], [N, Z]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # [N, D] logits
+
+    def forward(self, x: torch.Tensor, *, generator: torch.Generator | None = None):
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar, generator=generator)
+        return self.decode(z), mu, logvar
+
+
+def vae_loss(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *, beta: float = 1.0
+) -> torch.Tensor:
+    r"""Negative ELBO per sample, averaged: Bernoulli reconstruction term plus ``beta`` × Gaussian KL.
+
+    :math:`-\mathrm{ELBO} = -\mathbb E_q[\log p(x\mid z)] + \mathrm{KL}(q(z\mid x)\,\|\,p(z))`
+    (Kingma & Welling 2014, Eq. (3)), the expectation estimated with one sample of z.
+    ``x`` holds targets in [0, 1] (Bernoulli means), flattened to match ``logits``.
+    """
+    target = x.reshape(x.shape[0], -1)
+    if target.shape != logits.shape:
+        raise ValueError(f"vae_loss: x flattens to {tuple(target.shape)} but logits are {tuple(logits.shape)}")
+    reconstruction = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)  # [N]
+    return (reconstruction + beta * gaussian_kl(mu, logvar)).mean()
+
+
+# ---------------------------------------------------------------- GANs on the ring
+
+
+class EnsembleMLP(nn.Module):
+    """``members`` independent ReLU MLPs evaluated in one batched computation.
+
+    Member m has its own weights ``weights[l][m]``; input Tensor[M, B, in] gives
+    Tensor[M, B, out] with no interaction between members (``baddbmm`` per layer), so
+    several seeded runs train side by side at the cost of one. Adam, RMSProp and weight
+    clipping act element-wise, hence per member as well.
+    """
+
+    def __init__(self, members: int, in_features: int, out_features: int, hidden: int = 64, layers: int = 2,
+                 *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        sizes = [in_features] + [hidden] * layers + [out_features]
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            # PyTorch's default nn.Linear initialization, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), per member.
+            bound = 1 / math.sqrt(fan_in)
+            w = (torch.rand(members, fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            b = (torch.rand(members, 1, fan_out, generator=generator) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x  # [M, B, in]
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)  # [M, B, out_i]
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+
+@dataclass
+class RingGANResult:
+    """What :func:`train_ring_gan` returns: the generators and snapshots of their samples.
+
+    Attributes:
+        generator: an :class:`EnsembleMLP` holding one generator per seed.
+        snapshots: step -> Tensor[S, 512, 2], samples of each run from fixed noise.
+        critic_losses: Tensor[steps, S] of the last critic (discriminator) loss per step.
+    """
+
+    generator: nn.Module
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    critic_losses: torch.Tensor | None = None
+
+
+def train_ring_gan(
+    kind: str,
+    *,
+    runs: int = 3,
+    steps: int = 1000,
+    batch_size: int = 256,
+    latent: int = 2,
+    seed: int = 0,
+    snapshot_every: int | None = None,
+    device: torch.device | None = None,
+) -> RingGANResult:
+    r"""Train ``runs`` independent GANs, WGANs or WGAN-GPs on the 8-Gaussian ring at once.
+
+    - ``"gan"``: the non-saturating GAN (Goodfellow et al. 2014, Sec. 3): the discriminator
+      minimises :math:`-\log D(x) - \log(1 - D(G(z)))`, the generator :math:`-\log D(G(z))`;
+      Adam(2e-4, β=(0.5, 0.999)); one discriminator step per generator step.
+    - ``"wgan"``: weight clipping at ±0.01, RMSProp, five critic steps per generator step
+      (Arjovsky et al. 2017, Algorithm 1). The paper's learning rate 5e-5 needs far more
+      steps than this book can afford; 1e-3 is used here.
+    - ``"wgan-gp"``: gradient penalty λ = 10, Adam(1e-4 → here 1e-3, β=(0.5, 0.9)), five
+      critic steps (Gulrajani et al. 2017, Algorithm 1), the larger rate for the same reason.
+
+    Each run has its own initialization and its own data and noise; everything random
+    comes from one ``torch.Generator`` seeded with ``seed``.
+
+    Returns:
+        A :class:`RingGANResult`.
+    """
+    check_choice("kind", kind, ("gan", "wgan", "wgan-gp"), caller="train_ring_gan")
+    for name, value in (("runs", runs), ("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"train_ring_gan: {name} must be a positive int; got {value!r}")
+    device = device or torch.device("cpu")
+    rng = torch.Generator().manual_seed(seed)
+    G = EnsembleMLP(runs, latent, 2, generator=rng).to(device)
+    D = EnsembleMLP(runs, 2, 1, generator=rng).to(device)
+    if kind == "gan":
+        opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        n_critic = 1
+    elif kind == "wgan":
+        opt_g = torch.optim.RMSprop(G.parameters(), lr=1e-3)
+        opt_d = torch.optim.RMSprop(D.parameters(), lr=1e-3)
+        n_critic = 5
+    else:
+        opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9))
+        n_critic = 5
+
+    def real_batch() -> torch.Tensor:
+        return ring_of_gaussians(runs * batch_size, generator=rng)[0].reshape(runs, batch_size, 2).to(device)
+
+    def noise(n: int) -> torch.Tensor:
+        return torch.randn(runs, n, latent, generator=rng).to(device)
+
+    def critic(x: torch.Tensor) -> torch.Tensor:  # [S * B, 2] -> [S * B]; for the gradient penalty
+        return D(x.reshape(runs, -1, 2)).reshape(-1)
+
+    result = RingGANResult(generator=G)
+    fixed_z = noise(512)
+    losses = torch.zeros(steps, runs)
+    for step in range(1, steps + 1):
+        for _ in range(n_critic):
+            real, fake = real_batch(), G(noise(batch_size)).detach()  # [S, B, 2]
+            if kind == "gan":
+                per_run = F.softplus(-D(real)).mean(dim=(1, 2)) + F.softplus(D(fake)).mean(dim=(1, 2))  # [S]
+                d_loss = per_run.sum()  # runs do not interact: the sum trains each on its own loss
+            else:
+                per_run = D(fake).mean(dim=(1, 2)) - D(real).mean(dim=(1, 2))
+                d_loss = per_run.sum()
+                if kind == "wgan-gp":
+                    # Penalty per run: mean over that run's batch, then summed over runs.
+                    d_loss = d_loss + 10.0 * runs * gradient_penalty(
+                        critic, real.reshape(-1, 2), fake.reshape(-1, 2), generator=rng
+                    )
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            if kind == "wgan":
+                with torch.no_grad():
+                    for p in D.parameters():
+                        p.clamp_(-0.01, 0.01)
+        fake = G(noise(batch_size))
+        g_loss = F.softplus(-D(fake)).mean(dim=(1, 2)).sum() if kind == "gan" else -D(fake).mean(dim=(1, 2)).sum()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+        losses[step - 1] = per_run.detach().cpu()
+        if snapshot_every and (step % snapshot_every == 0 or step == steps):
+            with torch.no_grad():
+                result.snapshots[step] = G(fixed_z).cpu()
+    if steps not in result.snapshots:
+        with torch.no_grad():
+            result.snapshots[steps] = G(fixed_z).cpu()
+    result.critic_losses = losses
+    return result

@@ -1,0 +1,356 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy, wasserstein_distance
+from torch import nn
+
+from dlkb.generative import (
+    VAE,
+    EnsembleMLP,
+    MaskedConv2d,
+    PixelCNN,
+    cycle_consistency_loss,
+    gaussian_kl,
+    gradient_penalty,
+    js_divergence,
+    kl_divergence,
+    mode_coverage,
+    pixelcnn_sample,
+    reparameterize,
+    ring_of_gaussians,
+    train_ring_gan,
+    vae_loss,
+    wasserstein_1d,
+)
+
+
+def _dists(generator, shape=(5, 7), zeros=True):
+    p = torch.rand(shape, generator=generator, dtype=torch.float64)
+    if zeros:
+        p[..., 0] = 0.0
+    return p / p.sum(dim=-1, keepdim=True)
+
+
+# ---------------------------------------------------------------- divergences
+
+
+def test_kl_matches_scipy_with_zeros_and_batches(generator):
+    p, q = _dists(generator), _dists(generator, zeros=False)
+    ours = kl_divergence(p, q)
+    assert ours.shape == (5,)
+    reference = torch.tensor([entropy(a, b) for a, b in zip(p.numpy(), q.numpy())])
+    torch.testing.assert_close(ours, reference)
+    assert kl_divergence(p[0], p[0]).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_kl_is_infinite_where_q_misses_mass_and_asymmetric(generator):
+    p = torch.tensor([0.5, 0.5, 0.0])
+    q = torch.tensor([1.0, 0.0, 0.0])
+    assert math.isinf(kl_divergence(p, q).item()) and math.isinf(entropy(p.numpy(), q.numpy()))
+    assert kl_divergence(q, p).item() == pytest.approx(math.log(2))
+
+
+def test_js_matches_scipy_and_is_log2_for_disjoint_supports(generator):
+    p, q = _dists(generator), _dists(generator)
+    reference = torch.tensor([jensenshannon(a, b) ** 2 for a, b in zip(p.numpy(), q.numpy())])
+    torch.testing.assert_close(js_divergence(p, q), reference)
+    torch.testing.assert_close(js_divergence(p, q), js_divergence(q, p))
+    disjoint = js_divergence(torch.tensor([0.3, 0.7, 0.0, 0.0]), torch.tensor([0.0, 0.0, 0.9, 0.1]))
+    assert disjoint.item() == pytest.approx(math.log(2))
+
+
+def test_divergences_on_non_contiguous_inputs(generator):
+    p = _dists(generator, (7, 5), zeros=False).t()  # a transposed view, renormalized along its last dim
+    p = p / p.sum(dim=-1, keepdim=True)
+    q = _dists(generator, (7, 5), zeros=False).t()
+    q = q / q.sum(dim=-1, keepdim=True)
+    assert not p.is_contiguous() and not q.is_contiguous()
+    torch.testing.assert_close(kl_divergence(p, q), kl_divergence(p.contiguous(), q.contiguous()))
+    torch.testing.assert_close(js_divergence(p, q), js_divergence(p.contiguous(), q.contiguous()))
+
+
+@pytest.mark.parametrize("fn", [kl_divergence, js_divergence])
+def test_divergence_validation(fn):
+    name = fn.__name__
+    good = torch.tensor([0.5, 0.5])
+    with pytest.raises(ValueError, match=rf"{name}: p must sum to 1 over its last dimension; got a sum of 0.9"):
+        fn(torch.tensor([0.4, 0.5]), good)
+    with pytest.raises(ValueError, match=rf"{name}: q must have no negative entries; got minimum -0.5"):
+        fn(good, torch.tensor([1.5, -0.5]))
+    with pytest.raises(ValueError, match=rf"{name}: p and q must have the same shape; got \(2,\) and \(3,\)"):
+        fn(good, torch.tensor([0.2, 0.3, 0.5]))
+    with pytest.raises(TypeError, match=rf"{name}: p must be a floating-point tensor; got torch.int64"):
+        fn(torch.tensor([1, 0]), good)
+    with pytest.raises(TypeError, match=rf"{name}: q must be Tensor; got list"):
+        fn(good, [0.5, 0.5])
+
+
+def test_wasserstein_matches_scipy_for_unequal_sizes(generator):
+    u = torch.randn(40, generator=generator, dtype=torch.float64)
+    v = 2 + 0.5 * torch.randn(25, generator=generator, dtype=torch.float64)
+    ours = wasserstein_1d(u, v)
+    assert ours.item() == pytest.approx(wasserstein_distance(u.numpy(), v.numpy()), rel=1e-12)
+    # Translating one sample by t moves the distance between identical samples by |t|.
+    assert wasserstein_1d(u, u + 3.0).item() == pytest.approx(3.0)
+    u_nc = torch.randn(80, generator=generator, dtype=torch.float64)[::2]
+    assert wasserstein_1d(u_nc, v).item() == pytest.approx(wasserstein_distance(u_nc.numpy(), v.numpy()))
+
+
+def test_wasserstein_gradient_and_validation(generator):
+    u = torch.randn(10, generator=generator, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(10, generator=generator, dtype=torch.float64) + 5
+    wasserstein_1d(u, v).backward()
+    # Every u is left of every v: W = mean(v) - mean(u), so dW/du_i = -1/n.
+    torch.testing.assert_close(u.grad, torch.full_like(u, -0.1))
+    with pytest.raises(ValueError, match=r"wasserstein_1d: v_values must be a non-empty 1-D tensor; got shape \(2, 2\)"):
+        wasserstein_1d(torch.zeros(3), torch.zeros(2, 2))
+    with pytest.raises(TypeError, match="wasserstein_1d: u_values must be a floating-point tensor; got torch.int64"):
+        wasserstein_1d(torch.arange(3), torch.zeros(2))
+
+
+# ---------------------------------------------------------------- ring and coverage
+
+
+def test_ring_of_gaussians(generator):
+    x, centers = ring_of_gaussians(4000, modes=6, radius=3.0, std=0.1, generator=generator)
+    assert x.shape == (4000, 2) and centers.shape == (6, 2)
+    torch.testing.assert_close(centers.norm(dim=1), torch.full((6,), 3.0))
+    nearest = torch.cdist(x, centers).argmin(dim=1)
+    residual = x - centers[nearest]
+    assert residual.std().item() == pytest.approx(0.1, rel=0.05)
+    counts = torch.bincount(nearest, minlength=6).float()
+    assert counts.min() > 550
+    again, _ = ring_of_gaussians(5, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again, ring_of_gaussians(5, generator=torch.Generator().manual_seed(1))[0])
+    with pytest.raises(ValueError, match="ring_of_gaussians: modes must be a positive int; got 0"):
+        ring_of_gaussians(3, modes=0)
+    with pytest.raises(ValueError, match="ring_of_gaussians: radius and std must be positive; got radius=2.0, std=0"):
+        ring_of_gaussians(3, std=0)
+
+
+def test_mode_coverage_counts_modes_and_quality():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    samples = torch.tensor([[0.05, 0.0], [0.0, 0.29], [10.0, 0.31], [5.0, 5.0]])  # std 0.1: radius 0.3
+    covered, quality = mode_coverage(samples, centers, std=0.1)
+    assert covered == 1 and quality == pytest.approx(0.5)
+    covered, quality = mode_coverage(samples, centers, std=0.2)
+    assert covered == 2 and quality == pytest.approx(0.75)
+    with pytest.raises(ValueError, match=r"mode_coverage: samples must be \(N, D\) and centers \(M, D\)"):
+        mode_coverage(torch.zeros(3, 3), centers, std=0.1)
+    with pytest.raises(ValueError, match="mode_coverage: std must be positive; got -1"):
+        mode_coverage(samples, centers, std=-1)
+
+
+# ---------------------------------------------------------------- gradient penalty
+
+
+def test_gradient_penalty_of_a_linear_critic_is_known():
+    a = torch.tensor([3.0, 4.0])  # gradient a everywhere, norm 5
+    critic = lambda x: x @ a  # noqa: E731
+    real, fake = torch.randn(16, 2), torch.randn(16, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)
+
+
+def test_gradient_penalty_uses_one_epsilon_per_sample(generator):
+    # critic(x) = ||x||^2 / 2 has gradient x_hat itself.
+    critic = lambda x: 0.5 * x.pow(2).sum(dim=(1, 2, 3))  # noqa: E731
+    real = torch.randn(6, 1, 3, 3, dtype=torch.float64)
+    fake = torch.randn(6, 1, 3, 3, dtype=torch.float64)
+    seed_state = generator.get_state()
+    ours = gradient_penalty(critic, real, fake, generator=generator)
+    generator.set_state(seed_state)
+    eps = torch.rand(6, 1, 1, 1, generator=generator, dtype=torch.float64)
+    x_hat = eps * real + (1 - eps) * fake
+    expected = ((x_hat.reshape(6, -1).norm(dim=1) - 1) ** 2).mean()
+    torch.testing.assert_close(ours, expected)
+
+
+def test_gradient_penalty_is_differentiable_for_the_critic():
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    real, fake = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    weight = critic[0].weight
+
+    def penalty_of(w):
+        with torch.no_grad():
+            critic[0].weight.copy_(w)
+        return gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+
+    gp = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(3))
+    (grad,) = torch.autograd.grad(gp, weight)
+    # Finite differences on one weight entry.
+    w0 = weight.detach().clone()
+    h = 1e-6
+    wp, wm = w0.clone(), w0.clone()
+    wp[0, 0] += h
+    wm[0, 0] -= h
+    numeric = (penalty_of(wp) - penalty_of(wm)) / (2 * h)
+    with torch.no_grad():
+        critic[0].weight.copy_(w0)
+    assert grad[0, 0].item() == pytest.approx(numeric.item(), rel=1e-5)
+
+
+def test_gradient_penalty_validation():
+    critic = lambda x: x.sum(dim=1)  # noqa: E731
+    with pytest.raises(ValueError, match=r"gradient_penalty: fake must have the same shape as real \(4, 2\); got \(4, 3\)"):
+        gradient_penalty(critic, torch.zeros(4, 2), torch.zeros(4, 3))
+    with pytest.raises(TypeError, match="gradient_penalty: critic must be callable; got int"):
+        gradient_penalty(3, torch.zeros(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"gradient_penalty: critic must return shape \(4,\) or \(4, 1\); got \(\)"):
+        gradient_penalty(lambda x: x.sum(), torch.zeros(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"gradient_penalty: real must be \(N, ...\) with N > 0; got \(4,\)"):
+        gradient_penalty(critic, torch.zeros(4), torch.zeros(4))
+
+
+# ---------------------------------------------------------------- VAE pieces
+
+
+def test_reparameterize_formula_gradients_and_sampling(generator):
+    mu = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    logvar = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    eps = torch.randn(3, 4, dtype=torch.float64)
+    z = reparameterize(mu, logvar, eps)
+    torch.testing.assert_close(z, mu + eps * torch.exp(0.5 * logvar))
+    assert torch.autograd.gradcheck(lambda m, lv: reparameterize(m, lv, eps), (mu, logvar))
+    big_mu, big_lv = torch.full((20000, 1), 2.0), torch.full((20000, 1), math.log(9.0))
+    draws = reparameterize(big_mu, big_lv, generator=generator)
+    assert draws.mean().item() == pytest.approx(2.0, abs=0.06) and draws.std().item() == pytest.approx(3.0, rel=0.03)
+    a = reparameterize(big_mu[:5], big_lv[:5], generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(a, reparameterize(big_mu[:5], big_lv[:5], generator=torch.Generator().manual_seed(4)))
+    with pytest.raises(ValueError, match=r"reparameterize: logvar must have the same shape as mu \(3, 4\); got \(3,\)"):
+        reparameterize(mu, logvar[:, 0])
+    with pytest.raises(ValueError, match=r"reparameterize: eps must be a tensor of the same shape as mu \(3, 4\); got \(4,\)"):
+        reparameterize(mu, logvar, torch.zeros(4))
+
+
+def test_gaussian_kl_matches_torch_distributions(generator):
+    mu = torch.randn(6, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    logvar = torch.randn(6, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    torch.testing.assert_close(gaussian_kl(mu, logvar), torch.distributions.kl_divergence(q, p).sum(-1))
+    assert torch.autograd.gradcheck(gaussian_kl, (mu, logvar))
+    assert gaussian_kl(torch.zeros(2, 5), torch.zeros(2, 5)).abs().max() == 0
+    with pytest.raises(ValueError, match=r"gaussian_kl: mu and logvar must have the same shape"):
+        gaussian_kl(torch.zeros(2, 5), torch.zeros(2, 4))
+
+
+def test_vae_loss_is_bce_plus_kl(generator):
+    model = VAE(in_features=64, hidden=16, latent=2)
+    x = torch.rand(4, 1, 8, 8, generator=generator)
+    logits, mu, logvar = model(x, generator=generator)
+    assert logits.shape == (4, 64) and mu.shape == (4, 2)
+    expected = F.binary_cross_entropy_with_logits(logits, x.reshape(4, 64), reduction="sum") / 4 + gaussian_kl(mu, logvar).mean()
+    torch.testing.assert_close(vae_loss(logits, x, mu, logvar), expected)
+    with pytest.raises(ValueError, match=r"vae_loss: x flattens to \(4, 63\) but logits are \(4, 64\)"):
+        vae_loss(logits, x.reshape(4, 64)[:, :63], mu, logvar)
+
+
+def test_cycle_consistency_loss_is_l1(generator):
+    x = torch.randn(2, 3, 4, 4, generator=generator)
+    y = torch.randn(2, 3, 8, 4, generator=generator)[:, :, ::2]  # non-contiguous
+    for reduction in ("none", "mean", "sum"):
+        torch.testing.assert_close(cycle_consistency_loss(x, y, reduction=reduction), F.l1_loss(y, x, reduction=reduction))
+    with pytest.raises(ValueError, match=r"cycle_consistency_loss: reduction must be one of \('none', 'mean', 'sum'\); got 'max'"):
+        cycle_consistency_loss(x, y, reduction="max")
+    with pytest.raises(ValueError, match=r"cycle_consistency_loss: x_reconstructed must have the same shape as x \(2, 3, 4, 4\); got \(2, 3, 4\)"):
+        cycle_consistency_loss(x, y[..., 0])
+
+
+# ---------------------------------------------------------------- masked convolutions
+
+
+def _dependence(model, h=7, w=7, channels=1):
+    """dep[i, j] = boolean map of the input pixels that output (i, j) depends on."""
+    x = torch.randn(1, channels, h, w, dtype=torch.float64, requires_grad=True)
+    out = model(x)
+    dep = torch.zeros(h, w, h, w, dtype=torch.bool)
+    for i in range(h):
+        for j in range(w):
+            (g,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True)
+            dep[i, j] = g[0].abs().sum(0) > 0
+    return dep
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_masked_conv_is_causal(mask_type):
+    torch.manual_seed(0)
+    conv = MaskedConv2d(2, 3, 5, mask_type).double()
+    with torch.no_grad():
+        conv.weight.add_(1.0)  # no accidental zero weights
+    dep = _dependence(conv, channels=2)
+    for i in range(7):
+        for j in range(7):
+            before = torch.zeros(7, 7, dtype=torch.bool)
+            before.view(-1)[: i * 7 + j] = True
+            allowed = before.clone()
+            allowed[i, j] = mask_type == "B"
+            assert not (dep[i, j] & ~allowed).any(), (i, j)
+            # Within the 5x5 window every allowed pixel is used.
+            window = torch.zeros(7, 7, dtype=torch.bool)
+            window[max(0, i - 2) : i + 3, max(0, j - 2) : j + 3] = True
+            assert torch.equal(dep[i, j], allowed & window), (i, j)
+
+
+def test_masked_conv_equals_a_conv_with_masked_weights(generator):
+    conv = MaskedConv2d(1, 4, (3, 5), "B")
+    x = torch.randn(2, 1, 6, 6, generator=generator)
+    reference = F.conv2d(x, conv.weight * conv.mask, conv.bias, padding=(1, 2))
+    torch.testing.assert_close(conv(x), reference)
+    assert conv.mask.tolist()[0][0] == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"MaskedConv2d: mask_type must be one of \('A', 'B'\); got 'C'"):
+        MaskedConv2d(1, 1, 3, "C")
+    with pytest.raises(ValueError, match="MaskedConv2d: kernel_size must be odd positive ints; got 4"):
+        MaskedConv2d(1, 1, 4, "A")
+
+
+def test_pixelcnn_stack_is_causal_and_sampler_fills_images():
+    torch.manual_seed(0)
+    model = PixelCNN(channels=4, layers=2).double()
+    dep = _dependence(model, h=6, w=6)
+    for i in range(6):
+        for j in range(6):
+            before = torch.zeros(6, 6, dtype=torch.bool)
+            before.view(-1)[: i * 6 + j] = True
+            assert not (dep[i, j] & ~before).any(), (i, j)
+    samples = pixelcnn_sample(model.float(), 3, (4, 4), generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 4, 4) and set(samples.unique().tolist()) <= {0.0, 1.0}
+
+
+# ---------------------------------------------------------------- ring GAN trainer
+
+
+def test_ensemble_members_are_independent_mlps(generator):
+    net = EnsembleMLP(3, 2, 1, hidden=5, layers=2, generator=generator)
+    x = torch.randn(3, 7, 2, generator=generator)
+    out = net(x)
+    assert out.shape == (3, 7, 1)
+    for m in range(3):  # member m is the plain MLP with its own weights
+        h = x[m]
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            h = h @ w[m] + b[m]
+            h = torch.relu(h) if i < 2 else h
+        torch.testing.assert_close(out[m], h)
+    out[0].sum().backward()
+    assert all(w.grad[1:].abs().sum() == 0 for w in net.weights)
+
+
+def test_train_ring_gan_is_reproducible_and_validated():
+    a = train_ring_gan("wgan-gp", runs=2, steps=3, batch_size=16, seed=5, snapshot_every=1)
+    b = train_ring_gan("wgan-gp", runs=2, steps=3, batch_size=16, seed=5)
+    torch.testing.assert_close(a.snapshots[3], b.snapshots[3])
+    assert sorted(a.snapshots) == [1, 2, 3] and a.critic_losses.shape == (3, 2)
+    assert not torch.equal(a.snapshots[3][0], a.snapshots[3][1])  # the runs differ
+    for kind in ("gan", "wgan"):
+        r = train_ring_gan(kind, runs=2, steps=2, batch_size=8, seed=0)
+        assert r.snapshots[2].shape == (2, 512, 2) and torch.isfinite(r.critic_losses).all()
+    wgan = train_ring_gan("wgan", runs=1, steps=2, batch_size=8)
+    assert max(p.abs().max().item() for p in wgan.generator.parameters()) > 0.01  # only the critic is clipped
+    with pytest.raises(ValueError, match=r"train_ring_gan: kind must be one of \('gan', 'wgan', 'wgan-gp'\); got 'vae'"):
+        train_ring_gan("vae")
+    with pytest.raises(ValueError, match="train_ring_gan: runs must be a positive int; got 0"):
+        train_ring_gan("gan", runs=0)
