@@ -6,8 +6,8 @@
  * happens to be exactly one indexed word. This splitter cuts every run of
  * Chinese characters into the longest words the index knows (forward maximum
  * matching), the same granularity as the index; Latin words pass unchanged, so
- * English search works as before. Single characters are dropped, as the index
- * drops them.
+ * English search works as before. Unknown single characters are dropped, as the
+ * index drops them; unknown longer pieces stay, so they must match too.
  */
 (function () {
   "use strict";
@@ -27,7 +27,12 @@
   }
 
   function segment(run, has) {
+    // Forward maximum matching. Characters that start no known word collect into an
+    // "unknown" piece, kept as a term when it has 2+ characters: a query with a word
+    // the book never uses then finds nothing, instead of matching on its known half.
     var words = [];
+    var unknown = "";
+    var flush = function () { if (unknown.length >= 2) words.push(unknown); unknown = ""; };
     var i = 0;
     while (i < run.length) {
       var match = null;
@@ -35,8 +40,9 @@
         var candidate = run.substr(i, len);
         if (has(candidate)) { match = candidate; break; }
       }
-      if (match) { words.push(match); i += match.length; } else { i += 1; }
+      if (match) { flush(); words.push(match); i += match.length; } else { unknown += run.charAt(i); i += 1; }
     }
+    flush();
     return words;
   }
 

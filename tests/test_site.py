@@ -274,6 +274,7 @@ def test_chinese_browser_starts_in_chinese(server, visit):
         ("损失函数", "glossary"),
         ("交叉熵", "how-to-use"),
         ("焦点损失函数", "glossary"),  # no such indexed word: split into 焦点损失 + 函数
+        ("焦点损失的公式", "losses"),  # 焦点损失 + (的: single, dropped) + 公式
         ("softmax", "how-to-use"),
         ("reproducibility", "how-to-use"),
     ],
