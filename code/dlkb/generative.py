@@ -485,7 +485,8 @@ class RingGANResult:
     Attributes:
         generator: an :class:`EnsembleMLP` holding one generator per seed.
         snapshots: step -> Tensor[S, 512, 2], samples of each run from fixed noise.
-        critic_losses: Tensor[steps, S] of the last critic (discriminator) loss per step.
+        critic_losses: Tensor[steps, S] of the last critic (discriminator) loss per step,
+            without the gradient penalty for ``"wgan-gp"``.
     """
 
     generator: nn.Module
