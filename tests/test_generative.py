@@ -354,3 +354,9 @@ def test_train_ring_gan_is_reproducible_and_validated():
         train_ring_gan("vae")
     with pytest.raises(ValueError, match="train_ring_gan: runs must be a positive int; got 0"):
         train_ring_gan("gan", runs=0)
+    with pytest.raises(ValueError, match="train_ring_gan: std must be positive; got 0"):
+        train_ring_gan("gan", std=0)
+    # Same seed, different data std: after one update the generators differ.
+    wide = train_ring_gan("gan", runs=1, steps=1, batch_size=8, std=0.5, seed=2)
+    narrow = train_ring_gan("gan", runs=1, steps=1, batch_size=8, std=0.01, seed=2)
+    assert not torch.equal(wide.snapshots[1], narrow.snapshots[1])  # the data std reaches training
