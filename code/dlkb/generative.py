@@ -170,8 +170,9 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, *, std: float) -
     """How many modes a sample covers and how much of it is of high quality.
 
     A sample is of high quality when it lies within ``3 * std`` of its nearest centre; a
-    mode is covered when at least one high-quality sample has it as nearest centre (the
-    protocol of Srivastava et al. 2017's VEEGAN and of the WGAN-GP ring experiments).
+    mode is covered when at least one high-quality sample has it as nearest centre. The
+    three-standard-deviation quality criterion follows VEEGAN (Srivastava et al. 2017);
+    some papers ask for more than one sample before counting a mode as covered.
 
     Args:
         samples (Tensor[N, 2]): generated points.
