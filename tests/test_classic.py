@@ -68,7 +68,7 @@ def test_hog_is_invariant_to_contrast_scaling(rng):
 
 def test_hog_validation():
     good = np.zeros((2, 8, 8))
-    with pytest.raises(TypeError, match=r"hog_features: images must be ndarray; got list"):
+    with pytest.raises(TypeError, match=r"hog_features: images must be a numpy.ndarray; got list"):
         hog_features([[[0.0]]])
     with pytest.raises(ValueError, match=r"hog_features: images must have shape \(N, H, W\); got \(8, 8\)"):
         hog_features(np.zeros((8, 8)))
@@ -80,7 +80,7 @@ def test_hog_validation():
         hog_features(np.zeros((1, 7, 8)))
     with pytest.raises(TypeError, match=r"hog_features: orientations must be an int; got float"):
         hog_features(good, orientations=9.0)
-    with pytest.raises(ValueError, match=r"hog_features: orientations must be positive; got 0"):
+    with pytest.raises(ValueError, match=r"hog_features: orientations must be >= 1; got 0"):
         hog_features(good, orientations=0)
     with pytest.raises(ValueError, match=r"hog_features: pixels_per_cell must be .*; got \(4, 0\)"):
         hog_features(good, pixels_per_cell=(4, 0))
@@ -129,7 +129,7 @@ def test_lbp_flat_image_is_all_ones_code():
 
 
 def test_lbp_validation():
-    with pytest.raises(TypeError, match=r"lbp_histogram: images must be ndarray; got Tensor"):
+    with pytest.raises(TypeError, match=r"lbp_histogram: images must be a numpy.ndarray; got Tensor"):
         import torch
 
         lbp_histogram(torch.zeros(1, 4, 4))
@@ -137,11 +137,11 @@ def test_lbp_validation():
         lbp_histogram(np.zeros((1, 1, 4, 4)))
     with pytest.raises(TypeError, match=r"lbp_histogram: P must be an int; got float"):
         lbp_histogram(np.zeros((1, 4, 4)), P=8.0)
-    with pytest.raises(ValueError, match=r"lbp_histogram: P must be positive; got 0"):
+    with pytest.raises(ValueError, match=r"lbp_histogram: P must be >= 1; got 0"):
         lbp_histogram(np.zeros((1, 4, 4)), P=0)
     with pytest.raises(TypeError, match=r"lbp_histogram: R must be a real number; got str"):
         lbp_histogram(np.zeros((1, 4, 4)), R="1")
-    with pytest.raises(ValueError, match=r"lbp_histogram: R must be positive; got -1.0"):
+    with pytest.raises(ValueError, match=r"lbp_histogram: R must be > 0; got -1\.0"):
         lbp_histogram(np.zeros((1, 4, 4)), R=-1.0)
 
 
@@ -206,13 +206,15 @@ def test_bovw_fit_transform_and_non_contiguous(rng):
 def test_bovw_validation(rng):
     with pytest.raises(TypeError, match=r"BagOfVisualWords: n_words must be an int; got float"):
         BagOfVisualWords(4.0, patch_size=3)
-    with pytest.raises(ValueError, match=r"BagOfVisualWords: n_words must be positive; got 0"):
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: n_words must be >= 1; got 0"):
         BagOfVisualWords(0, patch_size=3)
     with pytest.raises(ValueError, match=r"BagOfVisualWords: patch_size must be .*; got \(3, -1\)"):
         BagOfVisualWords(4, patch_size=(3, -1))
-    with pytest.raises(ValueError, match=r"BagOfVisualWords: levels must be a non-empty tuple .*; got \[1, 2\]"):
-        BagOfVisualWords(4, patch_size=3, levels=[1, 2])
-    with pytest.raises(TypeError, match=r"BagOfVisualWords: random_state must be an int or None; got float"):
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: levels must not be empty; got \(\)"):
+        BagOfVisualWords(4, patch_size=3, levels=())
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: levels\[0\] must be >= 1; got 0"):
+        BagOfVisualWords(4, patch_size=3, levels=(0,))
+    with pytest.raises(TypeError, match=r"BagOfVisualWords: random_state must be an int; got float 0\.5"):
         BagOfVisualWords(4, patch_size=3, random_state=0.5)
     bovw = BagOfVisualWords(4, patch_size=5)
     with pytest.raises(NotFittedError, match=r"BagOfVisualWords.transform: call fit before transform"):

@@ -46,7 +46,8 @@ def test_digits_loaders_are_seeded():
     ("kwargs", "error", "message"),
     [
         ({"test_size": 0.0}, ValueError, r"load_digits: test_size must be in \(0, 1\); got 0.0"),
-        ({"test_size": 1}, TypeError, "load_digits: test_size must be a float; got int"),
+        ({"test_size": 1}, ValueError, r"load_digits: test_size must be in \(0, 1\); got 1"),
+        ({"test_size": "0.2"}, TypeError, "load_digits: test_size must be a real number; got str"),
         ({"seed": "0"}, TypeError, "load_digits: seed must be an int; got str"),
     ],
 )
@@ -74,12 +75,14 @@ def test_sample_image_matches_source_and_resizes():
 
 
 def test_sample_image_validates():
-    with pytest.raises(ValueError, match=r"sample_image: name must be one of \["):
+    with pytest.raises(ValueError, match=r"sample_image: name must be one of \('astronaut', .*\); got 'lena'"):
         sample_image("lena")
-    with pytest.raises(TypeError, match="sample_image: name must be str; got int"):
+    with pytest.raises(TypeError, match="sample_image: name must be a str, one of .*; got int 3"):
         sample_image(3)
-    with pytest.raises(ValueError, match=r"sample_image: size must be a tuple of two positive ints \(H, W\); got \[32, 32\]"):
-        sample_image("coffee", size=[32, 32])
+    with pytest.raises(TypeError, match=r"sample_image: size must be tuple or list; got int"):
+        sample_image("coffee", size=32)
+    with pytest.raises(ValueError, match=r"sample_image: size must be >= 1; got \(32, 0\)"):
+        sample_image("coffee", size=(32, 0))
 
 
 def test_make_loader_validates():
@@ -88,7 +91,7 @@ def test_make_loader_validates():
         make_loader(x, y)
     with pytest.raises(TypeError, match="make_loader: x and y must be tensors; got list and Tensor"):
         make_loader([1], y)
-    with pytest.raises(ValueError, match="make_loader: batch_size must be a positive int; got 0"):
+    with pytest.raises(ValueError, match=r"make_loader: batch_size must be >= 1; got 0"):
         make_loader(x, torch.zeros(4), batch_size=0)
 
 

@@ -100,11 +100,11 @@ def test_lenet_parameter_count_and_gradcheck():
 
 
 def test_lenet_validation():
-    with pytest.raises(ValueError, match=r"LeNet: input must have 1 channels; got 3 \(shape \(2, 3, 8, 8\)\)"):
+    with pytest.raises(ValueError, match=r"LeNet: input must have shape \(N, 1, H, W\); got \(2, 3, 8, 8\)"):
         LeNet()(torch.randn(2, 3, 8, 8))
-    with pytest.raises(ValueError, match=r"LeNet: input must have shape \(N, C, H, W\); got \(8, 8\)"):
+    with pytest.raises(ValueError, match=r"LeNet: input must have shape \(N, 1, H, W\); got \(8, 8\)"):
         LeNet()(torch.randn(8, 8))
-    with pytest.raises(TypeError, match=r"LeNet: input must be a Tensor; got ndarray"):
+    with pytest.raises(TypeError, match=r"LeNet: input must be a torch\.Tensor; got ndarray"):
         LeNet()(torch.randn(1, 1, 8, 8).numpy())
     with pytest.raises(ValueError, match=r"LeNet: input must be at least 4x4 pixels; got \(3, 8\)"):
         LeNet()(torch.randn(1, 1, 3, 8))
@@ -152,11 +152,13 @@ def test_inception_gradcheck():
 
 
 def test_inception_validation():
-    with pytest.raises(ValueError, match=r"Inception: c2 must be a tuple \(reduce, out\) of two ints; got 8"):
+    with pytest.raises(TypeError, match=r"Inception: c2 must be a tuple or list of ints; got int 8"):
         Inception(4, 2, 8, (2, 2), 2)
-    with pytest.raises(ValueError, match=r"Inception: c3 must be >= 1; got 0"):
+    with pytest.raises(ValueError, match=r"Inception: c2 must be a pair \(reduce, out\) of two ints; got \(2, 2, 2\)"):
+        Inception(4, 2, (2, 2, 2), (2, 2), 2)
+    with pytest.raises(ValueError, match=r"Inception: c3\[0\] must be >= 1; got 0"):
         Inception(4, 2, (2, 2), (0, 2), 2)
-    with pytest.raises(ValueError, match=r"Inception: input must have 4 channels; got 3"):
+    with pytest.raises(ValueError, match=r"Inception: input must have shape \(N, 4, H, W\); got \(1, 3, 5, 5\)"):
         Inception(4, 2, (2, 2), (2, 2), 2)(torch.randn(1, 3, 5, 5))
 
 
@@ -222,11 +224,11 @@ def test_identity_shortcut_passes_input_through():
 def test_residual_block_validation():
     with pytest.raises(ValueError, match=r"BasicBlock: stride must be >= 1; got 0"):
         BasicBlock(4, 4, stride=0)
-    with pytest.raises(ValueError, match=r"BasicBlock: input must have 4 channels; got 5"):
+    with pytest.raises(ValueError, match=r"BasicBlock: input must have shape \(N, 4, H, W\); got \(1, 5, 4, 4\)"):
         BasicBlock(4, 4)(torch.randn(1, 5, 4, 4))
     with pytest.raises(TypeError, match=r"Bottleneck: mid_channels must be an int; got float"):
         Bottleneck(4, 2.0)
-    with pytest.raises(ValueError, match=r"Bottleneck: input must have shape \(N, C, H, W\); got \(4, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"Bottleneck: input must have shape \(N, 4, H, W\); got \(4, 4, 4\)"):
         Bottleneck(4, 1)(torch.randn(4, 4, 4))
 
 
@@ -255,11 +257,11 @@ def test_resnet_parameter_count_basic():
 def test_resnet_validation():
     with pytest.raises(TypeError, match=r"ResNet: block must be BasicBlock or Bottleneck; got <class 'torch.nn"):
         ResNet(nn.Conv2d, (1,))
-    with pytest.raises(ValueError, match=r"ResNet: layers must be a non-empty sequence of positive ints; got \(\)"):
+    with pytest.raises(ValueError, match=r"ResNet: layers must not be empty; got \(\)"):
         ResNet(BasicBlock, ())
-    with pytest.raises(ValueError, match=r"ResNet: layers must be .*; got \(2, 0\)"):
+    with pytest.raises(ValueError, match=r"ResNet: layers\[1\] must be >= 1; got 0"):
         ResNet(BasicBlock, (2, 0))
     with pytest.raises(ValueError, match=r"ResNet: in_channels must be >= 1; got 0"):
         ResNet(BasicBlock, (1,), in_channels=0)
-    with pytest.raises(ValueError, match=r"ResNet: input must have 1 channels; got 3"):
+    with pytest.raises(ValueError, match=r"ResNet: input must have shape \(N, 1, H, W\); got \(1, 3, 8, 8\)"):
         ResNet(BasicBlock, (1,))(torch.randn(1, 3, 8, 8))

@@ -85,21 +85,21 @@ def test_avg_pool2d_counts_padding():
 def test_pool2d_bad_inputs(name):
     fn = getattr(P, name)
     x = torch.zeros(1, 1, 4, 4)
-    with pytest.raises(TypeError, match=rf"{name}: x must be Tensor; got list"):
+    with pytest.raises(TypeError, match=rf"{name}: x must be a torch.Tensor; got list"):
         fn([[1.0]], 2)
     with pytest.raises(ValueError, match=rf"{name}: x must be a 4-D tensor \(N, C, H, W\); got shape \(4, 4\)"):
         fn(torch.zeros(4, 4), 2)
     with pytest.raises(TypeError, match=rf"{name}: x must have a floating-point dtype; got torch.int64"):
         fn(torch.zeros(1, 1, 4, 4, dtype=torch.long), 2)
-    with pytest.raises(TypeError, match=rf"{name}: kernel_size must be an int or a pair of ints; got 2.0"):
+    with pytest.raises(TypeError, match=rf"{name}: kernel_size must be an int or a pair of ints; got float 2.0"):
         fn(x, 2.0)
     with pytest.raises(ValueError, match=rf"{name}: x must have H >= 1 and W >= 1; got shape \(1, 1, 0, 4\)"):
         fn(torch.zeros(1, 1, 0, 4), 1)
-    with pytest.raises(ValueError, match=rf"{name}: kernel_size must be at least 1; got \(0, 2\)"):
+    with pytest.raises(ValueError, match=rf"{name}: kernel_size must be >= 1; got \(0, 2\)"):
         fn(x, (0, 2))
-    with pytest.raises(ValueError, match=rf"{name}: stride must be at least 1; got 0"):
+    with pytest.raises(ValueError, match=rf"{name}: stride must be >= 1; got 0"):
         fn(x, 2, 0)
-    with pytest.raises(ValueError, match=rf"{name}: padding must be at least 0; got -1"):
+    with pytest.raises(ValueError, match=rf"{name}: padding must be >= 0; got -1"):
         fn(x, 2, 1, -1)
     with pytest.raises(ValueError, match=rf"{name}: padding must be at most half of kernel_size \(3, 3\); got \(2, 2\)"):
         fn(x, 3, 1, 2)
@@ -151,11 +151,11 @@ def test_spatial_pyramid_pool_bad_inputs():
         P.spatial_pyramid_pool(torch.zeros(1, 4, 4))
     with pytest.raises(ValueError, match=r"spatial_pyramid_pool: x must have H >= 1 and W >= 1; got shape \(1, 1, 0, 4\)"):
         P.spatial_pyramid_pool(torch.zeros(1, 1, 0, 4))
-    with pytest.raises(TypeError, match=r"spatial_pyramid_pool: levels must be a tuple or list of ints; got 4"):
+    with pytest.raises(TypeError, match=r"spatial_pyramid_pool: levels must be a tuple or list of ints; got int 4"):
         P.spatial_pyramid_pool(x, 4)
-    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: levels must be a non-empty list of positive ints; got \(1, 0\)"):
+    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: levels\[1\] must be >= 1; got 0"):
         P.spatial_pyramid_pool(x, (1, 0))
-    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: levels must be a non-empty list of positive ints; got \(\)"):
+    with pytest.raises(ValueError, match=r"spatial_pyramid_pool: levels must not be empty; got \(\)"):
         P.spatial_pyramid_pool(x, ())
     with pytest.raises(ValueError, match=r"spatial_pyramid_pool: mode must be one of \('max', 'avg'\); got 'mean'"):
         P.spatial_pyramid_pool(x, mode="mean")
@@ -261,7 +261,7 @@ def test_roi_bad_inputs(name):
     good = torch.tensor([[0, 0.0, 0.0, 2.0, 2.0]])
     with pytest.raises(ValueError, match=rf"{name}: x must be a 4-D tensor"):
         fn(torch.zeros(1, 4, 4), good, 2)
-    with pytest.raises(TypeError, match=rf"{name}: boxes must be Tensor; got list"):
+    with pytest.raises(TypeError, match=rf"{name}: boxes must be a torch.Tensor; got list"):
         fn(x, [[0, 0, 0, 2, 2]], 2)
     with pytest.raises(ValueError, match=rf"{name}: boxes must have shape \(K, 5\) .*; got \(1, 4\)"):
         fn(x, torch.zeros(1, 4), 2)
@@ -277,22 +277,24 @@ def test_roi_bad_inputs(name):
         fn(x, torch.tensor([[0, 3.0, 0.0, 2.0, 2.0]]), 2)
     with pytest.raises(ValueError, match=rf"{name}: boxes must have x1 <= x2 and y1 <= y2; got \[0.0, 0.0, 3.0, 2.0, 2.0\]"):
         fn(x, torch.tensor([[0, 0.0, 3.0, 2.0, 2.0]]), 2)
-    with pytest.raises(ValueError, match=rf"{name}: output_size must be at least 1; got \(0, 2\)"):
+    with pytest.raises(ValueError, match=rf"{name}: output_size must be >= 1; got \(0, 2\)"):
         fn(x, good, (0, 2))
-    with pytest.raises(TypeError, match=rf"{name}: output_size must be an int or a pair of ints; got \(2, 2, 2\)"):
+    with pytest.raises(ValueError, match=rf"{name}: output_size must be an int or a pair of ints; got \(2, 2, 2\) \(length 3\)"):
         fn(x, good, (2, 2, 2))
-    with pytest.raises(TypeError, match=rf"{name}: spatial_scale must be a float; got str"):
+    with pytest.raises(TypeError, match=rf"{name}: spatial_scale must be a real number; got str"):
         fn(x, good, 2, "1")
-    with pytest.raises(ValueError, match=rf"{name}: spatial_scale must be a positive finite number; got 0.0"):
+    with pytest.raises(ValueError, match=rf"{name}: spatial_scale must be > 0; got 0.0"):
         fn(x, good, 2, 0.0)
+    with pytest.raises(ValueError, match=rf"{name}: spatial_scale must be a finite number; got inf"):
+        fn(x, good, 2, float("inf"))
 
 
 def test_roi_align_bad_options():
     x = torch.zeros(1, 1, 4, 4)
     good = torch.tensor([[0, 0.0, 0.0, 2.0, 2.0]])
-    with pytest.raises(TypeError, match=r"roi_align: sampling_ratio must be int; got float"):
+    with pytest.raises(TypeError, match=r"roi_align: sampling_ratio must be an int; got float 2\.0"):
         P.roi_align(x, good, 2, sampling_ratio=2.0)
-    with pytest.raises(TypeError, match=r"roi_align: aligned must be bool; got int"):
+    with pytest.raises(TypeError, match=r"roi_align: aligned must be a bool; got int 1"):
         P.roi_align(x, good, 2, aligned=1)
 
 
@@ -368,9 +370,9 @@ def test_stochastic_pool2d_bad_inputs():
     x = torch.rand(1, 1, 4, 4)
     with pytest.raises(ValueError, match=r"stochastic_pool2d: x must be non-negative \(e.g. after a ReLU\); got minimum -1"):
         P.stochastic_pool2d(-x - 1, 2)
-    with pytest.raises(TypeError, match=r"stochastic_pool2d: training must be bool; got int"):
+    with pytest.raises(TypeError, match=r"stochastic_pool2d: training must be a bool; got int 1"):
         P.stochastic_pool2d(x, 2, training=1)
-    with pytest.raises(TypeError, match=r"stochastic_pool2d: generator must be Generator; got int"):
+    with pytest.raises(TypeError, match=r"stochastic_pool2d: generator must be a torch\.Generator; got int"):
         P.stochastic_pool2d(x, 2, generator=0)
     with pytest.raises(ValueError, match=r"stochastic_pool2d: x must be a 4-D tensor"):
         P.stochastic_pool2d(torch.rand(4, 4), 2)
@@ -415,7 +417,7 @@ def test_max_unpool2d_default_size_gradient_and_noncontiguous(generator):
 def test_max_unpool2d_bad_inputs(generator):
     x = _randn(1, 1, 4, 4, generator=generator)
     y, idx = F.max_pool2d(x, 2, return_indices=True)
-    with pytest.raises(TypeError, match=r"max_unpool2d: indices must be Tensor; got list"):
+    with pytest.raises(TypeError, match=r"max_unpool2d: indices must be a torch\.Tensor; got list"):
         P.max_unpool2d(y, [0], 2)
     with pytest.raises(TypeError, match=r"max_unpool2d: indices must be an int64 tensor; got torch.int32"):
         P.max_unpool2d(y, idx.int(), 2)
@@ -425,9 +427,9 @@ def test_max_unpool2d_bad_inputs(generator):
         P.max_unpool2d(y, torch.tensor([[[[0, 1], [2, 16]]]]), 2)
     with pytest.raises(ValueError, match=r"max_unpool2d: output_size must lie strictly between \(2, 2\) and \(6, 6\); got \(6, 4\)"):
         P.max_unpool2d(y, idx, 2, output_size=(6, 4))
-    with pytest.raises(TypeError, match=r"max_unpool2d: output_size must be \(H_out, W_out\) or \(N, C, H_out, W_out\) ints; got \(4,\)"):
+    with pytest.raises(ValueError, match=r"max_unpool2d: output_size must be \(H_out, W_out\) or \(N, C, H_out, W_out\); got \(4,\)"):
         P.max_unpool2d(y, idx, 2, output_size=(4,))
-    with pytest.raises(ValueError, match=r"max_unpool2d: kernel_size must be at least 1; got 0"):
+    with pytest.raises(ValueError, match=r"max_unpool2d: kernel_size must be >= 1; got 0"):
         P.max_unpool2d(y, idx, 0)
 
 

@@ -274,10 +274,10 @@ def test_clip_grad_norm_non_contiguous_grad():
     ("call", "exc", "match"),
     [
         (lambda: rnn.RNNCell(3, 4, nonlinearity="sigmoid"), ValueError, r"RNNCell: nonlinearity must be one of"),
-        (lambda: rnn.RNNCell(0, 4), ValueError, r"RNNCell: input_size must be a positive int; got 0"),
-        (lambda: rnn.LSTMCell(3, -1), ValueError, r"LSTMCell: hidden_size must be a positive int; got -1"),
-        (lambda: rnn.GRUCell(3.0, 4), TypeError, r"GRUCell: input_size must be int; got float"),
-        (lambda: rnn.GRUCell(3, True), TypeError, r"GRUCell: hidden_size must be int; got bool"),
+        (lambda: rnn.RNNCell(0, 4), ValueError, r"RNNCell: input_size must be >= 1; got 0"),
+        (lambda: rnn.LSTMCell(3, -1), ValueError, r"LSTMCell: hidden_size must be >= 1; got -1"),
+        (lambda: rnn.GRUCell(3.0, 4), TypeError, r"GRUCell: input_size must be an int; got float"),
+        (lambda: rnn.GRUCell(3, True), TypeError, r"GRUCell: hidden_size must be an int; got bool"),
     ],
 )
 def test_constructor_validation(call, exc, match):
@@ -290,7 +290,7 @@ def test_forward_validation(cls):
     cell = cls(3, 4)
     name = f"{cls.__name__}.forward"
     wrap = (lambda h: (h, torch.zeros_like(h))) if cls is rnn.LSTMCell else (lambda h: h)
-    with pytest.raises(TypeError, match=rf"{name}: x must be Tensor; got list"):
+    with pytest.raises(TypeError, match=rf"{name}: x must be a torch.Tensor; got list"):
         cell([1.0, 2.0, 3.0])
     with pytest.raises(TypeError, match=rf"{name}: x must be a floating-point tensor; got dtype torch.int64"):
         cell(torch.zeros(2, 3, dtype=torch.long))
@@ -313,10 +313,10 @@ def test_forward_validation(cls):
             cell(torch.zeros(2, 3), torch.zeros(2, 4))
         with pytest.raises(ValueError, match=r"LSTMCell.forward: batch sizes of x and c differ: x has N = 2, c has N = 1"):
             cell(torch.zeros(2, 3), (torch.zeros(2, 4), torch.zeros(1, 4)))
-        with pytest.raises(TypeError, match=r"LSTMCell.forward: c must be Tensor; got float"):
+        with pytest.raises(TypeError, match=r"LSTMCell\.forward: c must be a torch\.Tensor; got float"):
             cell(torch.zeros(2, 3), (torch.zeros(2, 4), 0.0))
     else:
-        with pytest.raises(TypeError, match=rf"{name}: h must be Tensor; got tuple"):
+        with pytest.raises(TypeError, match=rf"{name}: h must be a torch.Tensor; got tuple"):
             cell(torch.zeros(2, 3), (torch.zeros(2, 4),))
 
 
@@ -324,7 +324,7 @@ def test_unroll_validation():
     cell = rnn.GRUCell(3, 4)
     with pytest.raises(TypeError, match=r"unroll: cell must be RNNCell, LSTMCell or GRUCell; got Linear"):
         rnn.unroll(nn.Linear(3, 4), torch.zeros(5, 2, 3))
-    with pytest.raises(TypeError, match=r"unroll: inputs must be Tensor; got list"):
+    with pytest.raises(TypeError, match=r"unroll: inputs must be a torch\.Tensor; got list"):
         rnn.unroll(cell, [[0.0, 0.0, 0.0]])
     with pytest.raises(ValueError, match=r"unroll: inputs must have shape \(L, N, 3\) or \(L, 3\); got \(3,\)"):
         rnn.unroll(cell, torch.zeros(3))
@@ -340,9 +340,9 @@ def test_unroll_validation():
     ("max_norm", "exc", "match"),
     [
         (-1.0, ValueError, r"clip_grad_norm: max_norm must be >= 0; got -1.0"),
-        (float("nan"), ValueError, r"clip_grad_norm: max_norm must be >= 0; got nan"),
-        ("1", TypeError, r"clip_grad_norm: max_norm must be int or float; got str"),
-        (True, TypeError, r"clip_grad_norm: max_norm must be int or float; got bool"),
+        (float("nan"), ValueError, r"clip_grad_norm: max_norm must be a number, not NaN; got nan"),
+        ("1", TypeError, r"clip_grad_norm: max_norm must be a real number; got str"),
+        (True, TypeError, r"clip_grad_norm: max_norm must be a real number; got bool"),
     ],
 )
 def test_clip_grad_norm_validation(max_norm, exc, match):

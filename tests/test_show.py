@@ -35,5 +35,5 @@ def test_show_source_unwraps_decorated_functions():
     from dlkb.train import evaluate  # decorated with @torch.no_grad()
 
     src = show_source(evaluate)
-    assert "def evaluate(" in str(src) and "model.eval()" in str(src)
+    assert "def evaluate(" in str(src) and "eval_mode(model)" in str(src)
     assert repr(src).startswith("# dlkb.train.evaluate  (train.py:")

@@ -87,15 +87,15 @@ def test_predict_batches_and_restores_mode():
 def test_accuracy_and_validation():
     logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
     assert accuracy(logits, torch.tensor([0, 1, 1])) == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match=r"accuracy: expected logits of shape \(N, K\) and target of shape \(N,\); got \(3, 2\) and \(3, 1\)"):
+    with pytest.raises(ValueError, match=r"accuracy: target must have shape \(3,\); got \(3, 1\)"):
         accuracy(logits, torch.zeros(3, 1, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"fit: epochs must be a positive int; got 0"):
+    with pytest.raises(ValueError, match=r"fit: epochs must be >= 1; got 0"):
         fit(nn.Linear(1, 1), [], epochs=0)
-    with pytest.raises(TypeError, match="fit: model must be an nn.Module; got str"):
+    with pytest.raises(TypeError, match=r"fit: model must be an nn.Module; got str"):
         fit("model", [], epochs=1)
     with pytest.raises(ValueError, match="train_epoch: loader yielded no batches"):
         fit(nn.Linear(1, 1), [], epochs=1)
-    with pytest.raises(ValueError, match="fit: clip_grad_norm must be positive or None; got 0"):
+    with pytest.raises(ValueError, match=r"fit: clip_grad_norm must be > 0; got 0"):
         fit(nn.Linear(1, 1), [], epochs=1, clip_grad_norm=0)
 
 
@@ -110,10 +110,10 @@ def test_history_plot_and_format_seconds():
     assert len(ax.lines) == 2
     plt.close("all")
     assert h.total_seconds == pytest.approx(0.3)
-    with pytest.raises(ValueError, match="History.plot: metric must be 'loss' or 'acc'; got 'f1'"):
+    with pytest.raises(ValueError, match=r"History\.plot: metric must be one of \('loss', 'acc'\); got 'f1'"):
         h.plot(metric="f1")
     assert format_seconds(1.234) == "1.23 s (wall clock)"
-    with pytest.raises(ValueError, match="format_seconds: seconds must be a non-negative number; got -1"):
+    with pytest.raises(ValueError, match=r"format_seconds: seconds must be >= 0; got -1"):
         format_seconds(-1)
 
 

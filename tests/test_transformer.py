@@ -107,7 +107,7 @@ def test_sdpa_gradcheck(generator):
 
 def test_sdpa_bad_inputs():
     q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 4)
-    with pytest.raises(TypeError, match=r"scaled_dot_product_attention: q must be Tensor; got list"):
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention: q must be a torch.Tensor; got list"):
         scaled_dot_product_attention([1.0], k, v)
     with pytest.raises(TypeError, match=r"k must be a floating-point tensor; got dtype torch.int64"):
         scaled_dot_product_attention(q, k.long(), v)
@@ -123,7 +123,7 @@ def test_sdpa_bad_inputs():
         scaled_dot_product_attention(q, torch.randn(3, 5, 4), torch.randn(3, 5, 4))
     with pytest.raises(TypeError, match=r"mask must be a boolean tensor \(True = may attend\); got dtype torch.float32"):
         scaled_dot_product_attention(q, k, v, torch.zeros(3, 5))
-    with pytest.raises(TypeError, match=r"mask must be Tensor; got list"):
+    with pytest.raises(TypeError, match=r"scaled_dot_product_attention: mask must be a torch\.Tensor; got list"):
         scaled_dot_product_attention(q, k, v, [[True]])
     with pytest.raises(ValueError, match=r"mask of shape \(5, 3\) does not broadcast to \(2, 3, 5\)"):
         scaled_dot_product_attention(q, k, v, torch.ones(5, 3, dtype=torch.bool))
@@ -144,9 +144,9 @@ def test_causal_mask():
     torch.testing.assert_close(
         torch.zeros(4, 4).masked_fill(~m, float("-inf")), nn.Transformer.generate_square_subsequent_mask(4)
     )
-    with pytest.raises(ValueError, match=r"causal_mask: size must be a positive int; got 0"):
+    with pytest.raises(ValueError, match=r"causal_mask: size must be >= 1; got 0"):
         causal_mask(0)
-    with pytest.raises(TypeError, match=r"causal_mask: size must be int; got float"):
+    with pytest.raises(TypeError, match=r"causal_mask: size must be an int; got float"):
         causal_mask(3.0)
 
 
@@ -174,9 +174,9 @@ def test_positional_encoding_relative_position_is_a_rotation():
 def test_positional_encoding_bad_inputs():
     with pytest.raises(ValueError, match=r"sinusoidal_positional_encoding: d_model must be even \(sin/cos pairs\); got 5"):
         sinusoidal_positional_encoding(10, 5)
-    with pytest.raises(ValueError, match=r"max_len must be a positive int; got 0"):
+    with pytest.raises(ValueError, match=r"max_len must be >= 1; got 0"):
         sinusoidal_positional_encoding(0, 4)
-    with pytest.raises(TypeError, match=r"d_model must be int; got float"):
+    with pytest.raises(TypeError, match=r"d_model must be an int; got float"):
         sinusoidal_positional_encoding(10, 4.0)
 
 
@@ -261,7 +261,7 @@ def test_mha_no_bias_non_contiguous_and_gradcheck(generator):
 def test_mha_bad_inputs():
     with pytest.raises(ValueError, match=r"MultiHeadAttention: d_model must be divisible by num_heads; got 10 and 4"):
         MultiHeadAttention(10, 4)
-    with pytest.raises(TypeError, match=r"MultiHeadAttention: bias must be bool; got int"):
+    with pytest.raises(TypeError, match=r"MultiHeadAttention: bias must be a bool; got int"):
         MultiHeadAttention(8, 2, bias=1)
     m = MultiHeadAttention(8, 2)
     x = torch.randn(2, 3, 8)
@@ -275,7 +275,7 @@ def test_mha_bad_inputs():
         m(x, torch.randn(1, 3, 8), torch.randn(1, 3, 8))
     with pytest.raises(TypeError, match=r"mask must be a boolean tensor"):
         m(x, x, x, torch.zeros(3, 3))
-    with pytest.raises(TypeError, match=r"MultiHeadAttention.forward: mask must be Tensor; got list"):
+    with pytest.raises(TypeError, match=r"MultiHeadAttention\.forward: mask must be a torch\.Tensor; got list"):
         m(x, x, x, [[True]])
     with pytest.raises(ValueError, match=r"mask of shape \(2, 1, 1, 4\) does not broadcast to \(2, 2, 3, 3\)"):
         m(x, x, x, torch.ones(2, 1, 4, dtype=torch.bool))
@@ -331,9 +331,9 @@ def test_layers_bad_arguments_and_dropout():
         TransformerEncoderLayer(6, 4, 8)
     with pytest.raises(ValueError, match=r"TransformerDecoderLayer: dropout must be in \[0, 1\); got 1.0"):
         TransformerDecoderLayer(8, 2, 8, dropout=1.0)
-    with pytest.raises(TypeError, match=r"TransformerEncoderLayer: norm_first must be bool; got str"):
+    with pytest.raises(TypeError, match=r"TransformerEncoderLayer: norm_first must be a bool; got str"):
         TransformerEncoderLayer(8, 2, 8, norm_first="yes")
-    with pytest.raises(TypeError, match=r"TransformerDecoderLayer: dim_feedforward must be int; got float"):
+    with pytest.raises(TypeError, match=r"TransformerDecoderLayer: dim_feedforward must be an int; got float"):
         TransformerDecoderLayer(8, 2, 8.0)
     layer = TransformerEncoderLayer(8, 2, 16, dropout=0.5)
     x = torch.randn(2, 3, 8)
@@ -439,5 +439,5 @@ def test_seq2seq_bad_inputs():
         m.greedy_decode(src, 12, bos_idx=1)
     with pytest.raises(ValueError, match=r"greedy_decode: eos_idx must be in \[0, 11\); got 11"):
         m.greedy_decode(src, 4, bos_idx=1, eos_idx=11)
-    with pytest.raises(TypeError, match=r"greedy_decode: bos_idx must be int; got float"):
+    with pytest.raises(TypeError, match=r"greedy_decode: bos_idx must be an int; got float"):
         m.greedy_decode(src, 4, bos_idx=1.0)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dlkb.utils import check_choice, check_type, count_parameters, device, set_seed
+from dlkb.utils import count_parameters, device, eval_mode, set_seed
 
 
 def _draw():
@@ -29,7 +29,7 @@ def test_set_seed_rejects_non_int(bad):
 
 @pytest.mark.parametrize("bad", [-1, 2**32])
 def test_set_seed_rejects_out_of_range(bad):
-    with pytest.raises(ValueError, match=r"set_seed: seed must be in \[0, 2\*\*32\); got"):
+    with pytest.raises(ValueError, match=r"set_seed: seed must be in \[0, 4294967295\]; got"):
         set_seed(bad)
 
 
@@ -46,14 +46,22 @@ def test_count_parameters():
     model[0].weight.requires_grad_(False)
     assert count_parameters(model) == 14
     assert count_parameters(model, trainable_only=False) == 26
-    with pytest.raises(TypeError, match="count_parameters: model must be an nn.Module; got int"):
+    with pytest.raises(TypeError, match=r"count_parameters: model must be an nn.Module; got int"):
         count_parameters(3)
 
 
-def test_validation_helpers_name_caller_and_argument():
-    with pytest.raises(TypeError, match="f: x must be int or float; got str"):
-        check_type("x", "a", (int, float), caller="f")
-    with pytest.raises(ValueError, match=r"f: reduction must be one of \('mean', 'sum'\); got 'max'"):
-        check_choice("reduction", "max", ("mean", "sum"), caller="f")
-    check_type("x", 1, int, caller="f")
-    check_choice("reduction", "sum", ("mean", "sum"), caller="f")
+def test_eval_mode_restores_the_previous_mode_even_on_error():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    model.train()
+    with eval_mode(model):
+        assert not model.training and not model[1].training
+    assert model.training and model[1].training
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model):
+        raise RuntimeError("boom")
+    assert model.training
+    model.eval()
+    with eval_mode(model):
+        pass
+    assert not model.training  # an eval-mode model stays in eval mode
+    with pytest.raises(TypeError, match="eval_mode: model must be an nn.Module; got int"), eval_mode(3):
+        pass

@@ -33,6 +33,7 @@ __all__ = [
     "boolean",
     "choice",
     "pair",
+    "int_sequence",
     "tensor",
     "same_shape",
     "module",
@@ -45,10 +46,13 @@ def shape_str(shape: Sequence[int]) -> str:
     return str(tuple(int(s) for s in shape))
 
 
+_ARTICLE_NAMES = {torch.Tensor: "a torch.Tensor", nn.Module: "an nn.Module", torch.Generator: "a torch.Generator",
+                  np.ndarray: "a numpy.ndarray", torch.optim.Optimizer: "a torch.optim.Optimizer"}
+
+
 def _type_names(types: type | tuple[type, ...]) -> str:
-    if isinstance(types, type):
-        return types.__name__
-    return " or ".join(t.__name__ for t in types)
+    types = (types,) if isinstance(types, type) else tuple(types)
+    return " or ".join(_ARTICLE_NAMES.get(t, t.__name__) for t in types)
 
 
 def instance(name: str, value: object, *, caller: str, types: type | tuple[type, ...]) -> object:
@@ -58,12 +62,17 @@ def instance(name: str, value: object, *, caller: str, types: type | tuple[type,
     return value
 
 
+def _num(x: float) -> str:
+    """A bound as people write it: ``0``, ``1``, ``0.5``, ``1e-05``."""
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
 def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low}"
-    return f"{'<' if high_open else '<='} {high}"
+        return f"{'>' if low_open else '>='} {_num(low)}"
+    return f"{'<' if high_open else '<='} {_num(high)}"
 
 
 def _in_range(x: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
@@ -109,12 +118,14 @@ def real(
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if math.isnan(value) or (finite and math.isinf(value)):
-        raise ValueError(f"{caller}: {name} must be a finite number; got {value}")
-    if not _in_range(value, low, high, low_open, high_open):
-        raise ValueError(f"{caller}: {name} must be {_range_text(low, high, low_open, high_open)}; got {value}")
-    return value
+    x = float(value)
+    if math.isnan(x):
+        raise ValueError(f"{caller}: {name} must be {'a finite number' if finite else 'a number, not NaN'}; got {x}")
+    if finite and math.isinf(x):
+        raise ValueError(f"{caller}: {name} must be a finite number; got {x}")
+    if not _in_range(x, low, high, low_open, high_open):
+        raise ValueError(f"{caller}: {name} must be {_range_text(low, high, low_open, high_open)}; got {value!r}")
+    return x
 
 
 def boolean(name: str, value: object, *, caller: str) -> bool:
@@ -140,14 +151,25 @@ def pair(name: str, value: object, *, caller: str, minimum: int | None = None) -
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{caller}: {name} must be an int or a pair of ints; got {value!r} (length {len(value)})")
-        return (
-            integer(name, value[0], caller=caller, minimum=minimum),
-            integer(name, value[1], caller=caller, minimum=minimum),
-        )
+        out = (integer(name, value[0], caller=caller), integer(name, value[1], caller=caller))
+        if minimum is not None and min(out) < minimum:
+            raise ValueError(f"{caller}: {name} must be >= {minimum}; got {tuple(value)!r}")
+        return out
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{caller}: {name} must be an int or a pair of ints; got {type(value).__name__} {value!r}")
     v = integer(name, value, caller=caller, minimum=minimum)
     return (v, v)
+
+
+def int_sequence(
+    name: str, value: object, *, caller: str, minimum: int | None = None, nonempty: bool = True
+) -> tuple[int, ...]:
+    """A tuple or list of ints, each at least ``minimum`` (non-empty unless ``nonempty=False``); returns a tuple."""
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{caller}: {name} must be a tuple or list of ints; got {type(value).__name__} {value!r}")
+    if nonempty and len(value) == 0:
+        raise ValueError(f"{caller}: {name} must not be empty; got {value!r}")
+    return tuple(integer(f"{name}[{i}]", v, caller=caller, minimum=minimum) for i, v in enumerate(value))
 
 
 _INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -160,7 +182,7 @@ def tensor(
     caller: str,
     ndim: int | tuple[int, ...] | None = None,
     dtype: str | None = None,
-    shape: Sequence[int | None] | None = None,
+    shape: Sequence[int | str | None] | None = None,
     nonempty: bool = False,
 ) -> torch.Tensor:
     """A ``torch.Tensor`` with the given properties.
@@ -169,7 +191,8 @@ def tensor(
         dtype: ``"floating"``, ``"integer"`` (any signed/unsigned integer dtype), ``"bool"``,
             ``"real"`` (anything but complex) or ``None`` (any); a wrong dtype is a ``TypeError``.
         ndim: the number of dimensions, or a tuple of allowed numbers.
-        shape: the exact shape; ``None`` entries match any size. Implies ``ndim``.
+        shape: the exact shape; ``None`` or a letter (``"N"``) matches any size and is
+            printed as ``*`` or the letter. Implies ``ndim``.
         nonempty: refuse a tensor with no elements.
     """
     if not isinstance(value, torch.Tensor):
@@ -188,7 +211,8 @@ def tensor(
             raise TypeError(f"{caller}: {name} must be {what} tensor; got dtype {value.dtype}")
     if shape is not None:
         shape = tuple(shape)
-        if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+        fixed = [s if isinstance(s, int) else None for s in shape]
+        if value.ndim != len(shape) or any(s is not None and s != v for s, v in zip(fixed, value.shape)):
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{caller}: {name} must have shape {want}; got {shape_str(value.shape)}")
     elif ndim is not None:

@@ -21,12 +21,11 @@ Papers:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 
-from dlkb.utils import check_type
+from dlkb import _validate as _v
 
 __all__ = ["translate", "mixup", "cutmix", "sample_pairing", "smote"]
 
@@ -34,33 +33,16 @@ __all__ = ["translate", "mixup", "cutmix", "sample_pairing", "smote"]
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_int(name: str, value: object, *, caller: str) -> int:
-    """An ``int`` (NumPy integers too, never ``bool``), else ``TypeError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{caller}: {name} must be an int; got {type(value).__name__} {value!r}")
-    return int(value)
-
-
-def _check_real(name: str, value: object, *, caller: str) -> float:
-    """A real number (``int``/``float``/NumPy scalar, never ``bool``), else ``TypeError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__}")
-    return float(value)
-
-
 def _check_lam(lam: object, *, caller: str) -> float:
     if isinstance(lam, torch.Tensor):  # e.g. a draw of torch.distributions.Beta
         if lam.numel() != 1:
             raise TypeError(f"{caller}: lam must be a real number or a one-element tensor; got shape {tuple(lam.shape)}")
         lam = lam.item()
-    lam = _check_real("lam", lam, caller=caller)
-    if not 0.0 <= lam <= 1.0:  # also refuses NaN
-        raise ValueError(f"{caller}: lam must be in [0, 1]; got {lam}")
-    return lam
+    return _v.real("lam", lam, caller=caller, low=0.0, high=1.0)
 
 
 def _check_batch(x: object, *, caller: str, ndim: int | None = None) -> torch.Tensor:
-    check_type("x", x, torch.Tensor, caller=caller)
+    _v.instance("x", x, caller=caller, types=torch.Tensor)
     if not x.is_floating_point():
         raise TypeError(f"{caller}: x must be a floating-point tensor; got dtype {x.dtype}")
     if ndim is not None and x.ndim != ndim:
@@ -73,7 +55,7 @@ def _check_batch(x: object, *, caller: str, ndim: int | None = None) -> torch.Te
 
 
 def _check_soft_labels(y: object, n: int, *, caller: str, dtype: torch.dtype) -> torch.Tensor:
-    check_type("y", y, torch.Tensor, caller=caller)
+    _v.instance("y", y, caller=caller, types=torch.Tensor)
     if y.ndim != 2:
         raise ValueError(
             f"{caller}: y must be one-hot or soft labels of shape (N, K); got shape {tuple(y.shape)} "
@@ -88,7 +70,7 @@ def _check_soft_labels(y: object, n: int, *, caller: str, dtype: torch.dtype) ->
 
 
 def _check_index(index: object, n: int, device: torch.device, *, caller: str) -> torch.Tensor:
-    check_type("index", index, torch.Tensor, caller=caller)
+    _v.instance("index", index, caller=caller, types=torch.Tensor)
     if index.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         raise TypeError(f"{caller}: index must be an integer tensor; got dtype {index.dtype}")
     if index.shape != (n,):
@@ -134,14 +116,14 @@ def translate(img: torch.Tensor, dx: int, dy: int, fill: float = 0.0) -> torch.T
         ValueError: ``img`` with fewer than 3 dimensions.
     """
     caller = "translate"
-    check_type("img", img, torch.Tensor, caller=caller)
+    _v.instance("img", img, caller=caller, types=torch.Tensor)
     if not img.is_floating_point():
         raise TypeError(f"{caller}: img must be a floating-point tensor; got dtype {img.dtype}")
     if img.ndim < 3:
         raise ValueError(f"{caller}: img must have shape (C, H, W) or (N, C, H, W); got shape {tuple(img.shape)}")
-    dx = _check_int("dx", dx, caller=caller)
-    dy = _check_int("dy", dy, caller=caller)
-    fill = _check_real("fill", fill, caller=caller)
+    dx = _v.integer("dx", dx, caller=caller)
+    dy = _v.integer("dy", dy, caller=caller)
+    fill = _v.real("fill", fill, caller=caller)
 
     H, W = img.shape[-2:]
     out = torch.full_like(img, fill, memory_format=torch.contiguous_format)  # [..., H, W]
@@ -251,7 +233,7 @@ def cutmix(
     y = _check_soft_labels(y, n, caller=caller, dtype=x.dtype)
     lam = _check_lam(lam, caller=caller)
     if generator is not None:
-        check_type("generator", generator, torch.Generator, caller=caller)
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
     index = _rolled_index(n, x.device) if index is None else _check_index(index, n, x.device, caller=caller)
 
     gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -298,13 +280,13 @@ def sample_pairing(
     caller = "sample_pairing"
     x = _check_batch(x, caller=caller)
     n = x.shape[0]
-    check_type("y", y, torch.Tensor, caller=caller)
+    _v.instance("y", y, caller=caller, types=torch.Tensor)
     if y.ndim not in (1, 2) or y.shape[0] != n:
         raise ValueError(
             f"{caller}: y must have shape (N,) or (N, K) with N = {n} (the batch size of x); got {tuple(y.shape)}"
         )
     if generator is not None:
-        check_type("generator", generator, torch.Generator, caller=caller)
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
     if index is None:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         index = torch.randperm(n, generator=generator, device=gen_device).to(x.device)
@@ -352,19 +334,17 @@ def smote(
             ``k_neighbors`` samples.
     """
     caller = "smote"
-    check_type("X", X, np.ndarray, caller=caller)
-    check_type("y", y, np.ndarray, caller=caller)
+    _v.instance("X", X, caller=caller, types=np.ndarray)
+    _v.instance("y", y, caller=caller, types=np.ndarray)
     if X.ndim != 2:
         raise ValueError(f"{caller}: X must be 2-D (n_samples, n_features); got shape {X.shape}")
     if not (np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)):
         raise TypeError(f"{caller}: X must hold real numbers; got dtype {X.dtype}")
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"{caller}: y must be 1-D with one label per row of X ({X.shape[0]},); got shape {y.shape}")
-    k = _check_int("k_neighbors", k_neighbors, caller=caller)
-    if k < 1:
-        raise ValueError(f"{caller}: k_neighbors must be >= 1; got {k}")
+    k = _v.integer("k_neighbors", k_neighbors, caller=caller, minimum=1)
     if not (random_state is None or isinstance(random_state, np.random.RandomState)):
-        _check_int("random_state", random_state, caller=caller)
+        _v.integer("random_state", random_state, caller=caller)
 
     X = X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
     classes, counts = np.unique(y, return_counts=True)  # sorted labels

@@ -17,18 +17,17 @@ Lazebnik, Schmid & Ponce 2006 (spatial pyramid matching).
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
-from dlkb.utils import check_type
+from dlkb import _validate as _v
 
 __all__ = ["hog_features", "lbp_histogram", "BagOfVisualWords"]
 
 
 def _check_images(images: object, caller: str) -> np.ndarray:
     """Return ``images`` as float64 (N, H, W), or raise naming ``caller``."""
-    check_type("images", images, np.ndarray, caller=caller)
+    _v.instance("images", images, caller=caller, types=np.ndarray)
     if images.ndim != 3:
         raise ValueError(f"{caller}: images must have shape (N, H, W); got {images.shape}")
     if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
@@ -36,27 +35,6 @@ def _check_images(images: object, caller: str) -> np.ndarray:
     if images.shape[0] == 0:
         raise ValueError(f"{caller}: images must hold at least one image; got shape {images.shape}")
     return images.astype(np.float64, copy=False)
-
-
-def _check_pair(name: str, value: object, caller: str) -> tuple[int, int]:
-    """A pair of positive ints (an int ``k`` means ``(k, k)``)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (int(value), int(value))
-    if (
-        not isinstance(value, tuple)
-        or len(value) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ValueError(f"{caller}: {name} must be a positive int or a tuple of two positive ints; got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def _check_positive_int(name: str, value: object, caller: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{caller}: {name} must be an int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{caller}: {name} must be positive; got {value}")
-    return int(value)
 
 
 def hog_features(
@@ -95,9 +73,9 @@ def hog_features(
     """
     caller = "hog_features"
     x = _check_images(images, caller)
-    orientations = _check_positive_int("orientations", orientations, caller)
-    c_row, c_col = _check_pair("pixels_per_cell", pixels_per_cell, caller)
-    b_row, b_col = _check_pair("cells_per_block", cells_per_block, caller)
+    orientations = _v.integer("orientations", orientations, caller=caller, minimum=1)
+    c_row, c_col = _v.pair("pixels_per_cell", pixels_per_cell, caller=caller, minimum=1)
+    b_row, b_col = _v.pair("cells_per_block", cells_per_block, caller=caller, minimum=1)
     n, h, w = x.shape
     n_cells_row, n_cells_col = h // c_row, w // c_col
     n_blocks_row, n_blocks_col = n_cells_row - b_row + 1, n_cells_col - b_col + 1
@@ -193,12 +171,9 @@ def lbp_histogram(images: np.ndarray, *, P: int = 8, R: float = 1.0) -> np.ndarr
     """
     caller = "lbp_histogram"
     x = _check_images(images, caller)
-    P = _check_positive_int("P", P, caller)
-    if isinstance(R, bool) or not isinstance(R, numbers.Real):
-        raise TypeError(f"{caller}: R must be a real number; got {type(R).__name__}")
-    if not R > 0:
-        raise ValueError(f"{caller}: R must be positive; got {R}")
-    codes = _lbp_codes(x, P, float(R))  # [N, H, W]
+    P = _v.integer("P", P, caller=caller, minimum=1)
+    R = _v.real("R", R, caller=caller, low=0.0, low_open=True)
+    codes = _lbp_codes(x, P, R)  # [N, H, W]
     n = x.shape[0]
     counts = np.zeros((n, P + 2))
     np.add.at(counts, (np.repeat(np.arange(n), codes[0].size), codes.reshape(-1)), 1.0)
@@ -239,17 +214,11 @@ class BagOfVisualWords:
         random_state: int | None = None,
     ) -> None:
         caller = "BagOfVisualWords"
-        self.n_words = _check_positive_int("n_words", n_words, caller)
-        self.patch_size = _check_pair("patch_size", patch_size, caller)
-        if (
-            not isinstance(levels, tuple)
-            or not levels
-            or not all(isinstance(g, numbers.Integral) and not isinstance(g, bool) and g > 0 for g in levels)
-        ):
-            raise ValueError(f"{caller}: levels must be a non-empty tuple of positive ints; got {levels!r}")
-        self.levels = tuple(int(g) for g in levels)
-        if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)):
-            raise TypeError(f"{caller}: random_state must be an int or None; got {type(random_state).__name__}")
+        self.n_words = _v.integer("n_words", n_words, caller=caller, minimum=1)
+        self.patch_size = _v.pair("patch_size", patch_size, caller=caller, minimum=1)
+        self.levels = _v.int_sequence("levels", levels, caller=caller, minimum=1)
+        if random_state is not None:
+            _v.integer("random_state", random_state, caller=caller, minimum=0)
         self.random_state = random_state
 
     def _patches(self, images: object, caller: str) -> tuple[np.ndarray, tuple[int, int]]:

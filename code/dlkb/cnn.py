@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlkb.utils import check_choice, check_type
+from dlkb import _validate as _v
 
 __all__ = [
     "conv2d",
@@ -53,41 +54,9 @@ IntPair = int | tuple[int, int]
 # ---------------------------------------------------------------------------
 
 
-def _int(name: str, value: object, *, caller: str, minimum: int) -> int:
-    """An ``int`` (not ``bool``) that is at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{caller}: {name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{caller}: {name} must be >= {minimum}; got {value}")
-    return value
-
-
-def _pair(name: str, value: object, *, caller: str, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each at least ``minimum``, as ``(height, width)``."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{caller}: {name} must be an int or a pair of ints; got {value!r}")
-        return (
-            _int(name, value[0], caller=caller, minimum=minimum),
-            _int(name, value[1], caller=caller, minimum=minimum),
-        )
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{caller}: {name} must be an int or a pair of ints; got {type(value).__name__}")
-    _int(name, value, caller=caller, minimum=minimum)
-    return (value, value)
-
-
 def _tensor(name: str, value: object, *, caller: str, ndim: int | tuple[int, ...] | None = None) -> torch.Tensor:
     """A floating-point tensor, optionally of a given number of dimensions."""
-    check_type(name, value, torch.Tensor, caller=caller)
-    if not value.is_floating_point():
-        raise TypeError(f"{caller}: {name} must be a floating-point tensor; got dtype {value.dtype}")
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else ndim
-        if value.ndim not in allowed:
-            want = " or ".join(str(d) for d in allowed)
-            raise ValueError(f"{caller}: {name} must have {want} dimensions; got shape {tuple(value.shape)}")
-    return value
+    return _v.tensor(name, value, caller=caller, dtype="floating", ndim=ndim)
 
 
 def _same_dtype(name: str, value: torch.Tensor, x: torch.Tensor, *, caller: str) -> None:
@@ -141,11 +110,11 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
             than the dilated kernel.
     """
     caller = "conv_output_size"
-    i = _int("size", size, caller=caller, minimum=1)
-    k = _int("kernel_size", kernel_size, caller=caller, minimum=1)
-    s = _int("stride", stride, caller=caller, minimum=1)
-    p = _int("padding", padding, caller=caller, minimum=0)
-    d = _int("dilation", dilation, caller=caller, minimum=1)
+    i = _v.integer("size", size, caller=caller, minimum=1)
+    k = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1)
+    s = _v.integer("stride", stride, caller=caller, minimum=1)
+    p = _v.integer("padding", padding, caller=caller, minimum=0)
+    d = _v.integer("dilation", dilation, caller=caller, minimum=1)
     out = _out_size(i, k, s, p, d)
     if out < 1:
         raise ValueError(
@@ -189,12 +158,12 @@ def conv_transpose_output_size(
         ValueError: if an argument is out of range or the result is not positive.
     """
     caller = "conv_transpose_output_size"
-    i = _int("size", size, caller=caller, minimum=1)
-    k = _int("kernel_size", kernel_size, caller=caller, minimum=1)
-    s = _int("stride", stride, caller=caller, minimum=1)
-    p = _int("padding", padding, caller=caller, minimum=0)
-    op = _int("output_padding", output_padding, caller=caller, minimum=0)
-    d = _int("dilation", dilation, caller=caller, minimum=1)
+    i = _v.integer("size", size, caller=caller, minimum=1)
+    k = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1)
+    s = _v.integer("stride", stride, caller=caller, minimum=1)
+    p = _v.integer("padding", padding, caller=caller, minimum=0)
+    op = _v.integer("output_padding", output_padding, caller=caller, minimum=0)
+    d = _v.integer("dilation", dilation, caller=caller, minimum=1)
     if op >= max(s, d):
         raise ValueError(f"{caller}: output_padding must be smaller than max(stride, dilation) = {max(s, d)}; got {op}")
     out = (i - 1) * s - 2 * p + d * (k - 1) + op + 1
@@ -239,9 +208,9 @@ def receptive_field(layers: Sequence[tuple[int, ...]]) -> int:
             raise TypeError(f"{caller}: layers[{n}] must be a tuple (kernel_size, stride[, dilation]); got {type(layer).__name__}")
         if len(layer) not in (2, 3):
             raise ValueError(f"{caller}: layers[{n}] must have 2 or 3 entries (kernel_size, stride[, dilation]); got {layer!r}")
-        k = _int(f"layers[{n}] kernel_size", layer[0], caller=caller, minimum=1)
-        s = _int(f"layers[{n}] stride", layer[1], caller=caller, minimum=1)
-        d = _int(f"layers[{n}] dilation", layer[2], caller=caller, minimum=1) if len(layer) == 3 else 1
+        k = _v.integer(f"layers[{n}] kernel_size", layer[0], caller=caller, minimum=1)
+        s = _v.integer(f"layers[{n}] stride", layer[1], caller=caller, minimum=1)
+        d = _v.integer(f"layers[{n}] dilation", layer[2], caller=caller, minimum=1) if len(layer) == 3 else 1
         field += d * (k - 1) * jump
         jump *= s
     return field
@@ -312,21 +281,21 @@ def conv2d(
     unbatched = x.ndim == 3
     if unbatched:
         x = x.unsqueeze(0)
-    groups = _int("groups", groups, caller=caller, minimum=1)
+    groups = _v.integer("groups", groups, caller=caller, minimum=1)
     _check_conv_weight(x, weight, groups, caller)
     o, cg, kh, kw = weight.shape
     _optional_shape("bias", bias, (o,), x, caller=caller)
-    sh, sw = _pair("stride", stride, caller=caller, minimum=1)
-    dh, dw = _pair("dilation", dilation, caller=caller, minimum=1)
+    sh, sw = _v.pair("stride", stride, caller=caller, minimum=1)
+    dh, dw = _v.pair("dilation", dilation, caller=caller, minimum=1)
     if isinstance(padding, str):
-        check_choice("padding", padding, ("valid", "same"), caller=caller)
+        _v.choice("padding", padding, caller=caller, choices=("valid", "same"))
         if padding == "same":
             if (sh, sw) != (1, 1):
                 raise ValueError(f"{caller}: padding='same' needs stride 1; got stride {(sh, sw)}")
             th, tw = dh * (kh - 1), dw * (kw - 1)  # total padding per axis
             x = F.pad(x, (tw // 2, tw - tw // 2, th // 2, th - th // 2))
         padding = 0
-    ph, pw = _pair("padding", padding, caller=caller, minimum=0)
+    ph, pw = _v.pair("padding", padding, caller=caller, minimum=0)
     n, c, h, w = x.shape
     ho, wo = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
     if ho < 1 or wo < 1:
@@ -391,9 +360,9 @@ def conv_transpose2d(
     _same_dtype("weight", weight, x, caller=caller)
     _, o, kh, kw = weight.shape
     _optional_shape("bias", bias, (o,), x, caller=caller)
-    sh, sw = _pair("stride", stride, caller=caller, minimum=1)
-    ph, pw = _pair("padding", padding, caller=caller, minimum=0)
-    oph, opw = _pair("output_padding", output_padding, caller=caller, minimum=0)
+    sh, sw = _v.pair("stride", stride, caller=caller, minimum=1)
+    ph, pw = _v.pair("padding", padding, caller=caller, minimum=0)
+    oph, opw = _v.pair("output_padding", output_padding, caller=caller, minimum=0)
     if oph >= sh or opw >= sw:
         raise ValueError(
             f"{caller}: output_padding must be smaller than stride {(sh, sw)} on each axis; got {(oph, opw)}"
@@ -497,9 +466,9 @@ def deform_conv2d(
         raise ValueError(f"{caller}: out_channels {o} must be divisible by groups {groups} (= {c} / {cg})")
     _same_dtype("weight", weight, x, caller=caller)
     _optional_shape("bias", bias, (o,), x, caller=caller)
-    sh, sw = _pair("stride", stride, caller=caller, minimum=1)
-    ph, pw = _pair("padding", padding, caller=caller, minimum=0)
-    dh, dw = _pair("dilation", dilation, caller=caller, minimum=1)
+    sh, sw = _v.pair("stride", stride, caller=caller, minimum=1)
+    ph, pw = _v.pair("padding", padding, caller=caller, minimum=0)
+    dh, dw = _v.pair("dilation", dilation, caller=caller, minimum=1)
     ho, wo = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
     if ho < 1 or wo < 1:
         raise ValueError(f"{caller}: padded input {(h + 2 * ph, w + 2 * pw)} is smaller than the dilated kernel")
@@ -549,11 +518,30 @@ def deform_conv2d(
 
 
 def _eps(eps: object, caller: str) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"{caller}: eps must be a float; got {type(eps).__name__}")
-    if not eps > 0:
-        raise ValueError(f"{caller}: eps must be positive; got {eps}")
-    return float(eps)
+    return _v.real("eps", eps, caller=caller, low=0.0, low_open=True)
+
+
+def _standardize(x: torch.Tensor, dims: tuple[int, ...], eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""The step every normalization here shares: :math:`(x - \mu) / \sqrt{\sigma^2 + \epsilon}` over ``dims``.
+
+    Mean and *biased* variance are taken over ``dims`` (kept, so they broadcast back).
+    Batch, layer, instance and group normalization differ only in which dimensions
+    these are (and, for groups, a reshape first). Returns ``(y, mean, var)``.
+    """
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, correction=0)
+    return (x - mean) / torch.sqrt(var + eps), mean, var
+
+
+def _group_standardize(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
+    """Standardize each of ``groups`` equal slices of the channels of each sample.
+
+    ``groups = 1`` is layer normalization over (C, *spatial); ``groups = C`` is instance
+    normalization: group normalization contains both.
+    """
+    n = x.shape[0]
+    y, _, _ = _standardize(x.reshape(n, groups, -1), (2,), eps)  # [N, G, C/G * spatial]
+    return y.reshape(x.shape)
 
 
 def _affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
@@ -607,11 +595,8 @@ def batch_norm(
     _tensor("x", x, caller=caller)
     if x.ndim < 2:
         raise ValueError(f"{caller}: x must have shape (N, C, *); got {tuple(x.shape)}")
-    check_type("training", training, bool, caller=caller)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise TypeError(f"{caller}: momentum must be a float; got {type(momentum).__name__}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"{caller}: momentum must be in [0, 1]; got {momentum}")
+    _v.boolean("training", training, caller=caller)
+    momentum = _v.real("momentum", momentum, caller=caller, low=0.0, high=1.0)
     eps = _eps(eps, caller)
     c = x.shape[1]
     for name, value in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias)):
@@ -626,15 +611,13 @@ def batch_norm(
         m = x.numel() // c  # values per channel: N * H * W
         if m < 2:
             raise ValueError(f"{caller}: training needs more than 1 value per channel; got input of shape {tuple(x.shape)}")
-        mean = x.mean(dim=dims)  # [C]
-        var = x.var(dim=dims, correction=0)  # [C], biased: used to normalize
+        y, mean, var = _standardize(x, tuple(dims), eps)  # mean, var: [1, C, 1, ...], biased var
         if running_mean is not None:
             with torch.no_grad():
-                running_mean.mul_(1 - momentum).add_(momentum * mean)
-                running_var.mul_(1 - momentum).add_(momentum * var * m / (m - 1))  # unbiased
+                running_mean.mul_(1 - momentum).add_(momentum * mean.reshape(c))
+                running_var.mul_(1 - momentum).add_(momentum * var.reshape(c) * m / (m - 1))  # unbiased
     else:
-        mean, var = running_mean, running_var
-    y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+        y = (x - running_mean.reshape(shape)) / torch.sqrt(running_var.reshape(shape) + eps)
     return _affine(y, weight, bias, shape)
 
 
@@ -666,22 +649,15 @@ def layer_norm(
     """
     caller = "layer_norm"
     _tensor("x", x, caller=caller)
-    if isinstance(normalized_shape, int) and not isinstance(normalized_shape, bool):
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
         normalized_shape = (normalized_shape,)
-    if not isinstance(normalized_shape, (tuple, list, torch.Size)) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in normalized_shape
-    ):
-        raise TypeError(f"{caller}: normalized_shape must be an int or a sequence of positive ints; got {normalized_shape!r}")
-    shape = tuple(normalized_shape)
+    shape = _v.int_sequence("normalized_shape", normalized_shape, caller=caller, minimum=1)
     if len(shape) == 0 or len(shape) > x.ndim or tuple(x.shape[x.ndim - len(shape) :]) != shape:
         raise ValueError(f"{caller}: normalized_shape {shape} must equal the trailing dimensions of x {tuple(x.shape)}")
     eps = _eps(eps, caller)
     _optional_shape("weight", weight, shape, x, caller=caller)
     _optional_shape("bias", bias, shape, x, caller=caller)
-    dims = tuple(range(x.ndim - len(shape), x.ndim))
-    mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, correction=0)
-    y = (x - mean) / torch.sqrt(var + eps)
+    y, _, _ = _standardize(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)  # over the trailing dims
     return _affine(y, weight, bias, shape)
 
 
@@ -709,10 +685,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     eps = _eps(eps, caller)
     if math.prod(x.shape[2:]) == 1:  # as F.instance_norm: one value normalizes to 0
         raise ValueError(f"{caller}: needs more than 1 spatial element per channel; got input of shape {tuple(x.shape)}")
-    dims = tuple(range(2, x.ndim))
-    mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, correction=0)
-    return (x - mean) / torch.sqrt(var + eps)
+    return _group_standardize(x, x.shape[1], eps)  # one group per channel
 
 
 def group_norm(
@@ -746,7 +719,7 @@ def group_norm(
     _tensor("x", x, caller=caller)
     if x.ndim < 2:
         raise ValueError(f"{caller}: x must have shape (N, C, *); got {tuple(x.shape)}")
-    g = _int("num_groups", num_groups, caller=caller, minimum=1)
+    g = _v.integer("num_groups", num_groups, caller=caller, minimum=1)
     n, c = x.shape[:2]
     if c % g:
         raise ValueError(f"{caller}: channels {c} must be divisible by num_groups {g}")
@@ -755,10 +728,7 @@ def group_norm(
         raise ValueError(f"{caller}: a single sample needs more than 1 value per group; got input of shape {tuple(x.shape)} with num_groups {g}")
     _optional_shape("weight", weight, (c,), x, caller=caller)
     _optional_shape("bias", bias, (c,), x, caller=caller)
-    xg = x.reshape(n, g, -1)  # [N, G, C/G * H * W]
-    mean = xg.mean(dim=2, keepdim=True)
-    var = xg.var(dim=2, keepdim=True, correction=0)
-    y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)
+    y = _group_standardize(x, g, eps)  # G = 1: layer norm over (C, *); G = C: instance norm
     return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
 
 
@@ -791,13 +761,10 @@ def dropout(
     """
     caller = "dropout"
     _tensor("x", x, caller=caller)
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"{caller}: p must be a float; got {type(p).__name__}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{caller}: p must be in [0, 1]; got {p}")
-    check_type("training", training, bool, caller=caller)
+    p = _v.real("p", p, caller=caller, low=0.0, high=1.0)
+    _v.boolean("training", training, caller=caller)
     if generator is not None:
-        check_type("generator", generator, torch.Generator, caller=caller)
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
     if not training or p == 0:
         return x
     if p == 1:
@@ -839,11 +806,11 @@ class DepthwiseSeparableConv2d(nn.Module):
     ) -> None:
         super().__init__()
         caller = "DepthwiseSeparableConv2d"
-        cin = _int("in_channels", in_channels, caller=caller, minimum=1)
-        cout = _int("out_channels", out_channels, caller=caller, minimum=1)
-        kernel_size = _pair("kernel_size", kernel_size, caller=caller, minimum=1)
-        stride = _pair("stride", stride, caller=caller, minimum=1)
-        padding = _pair("padding", padding, caller=caller, minimum=0)
+        cin = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        cout = _v.integer("out_channels", out_channels, caller=caller, minimum=1)
+        kernel_size = _v.pair("kernel_size", kernel_size, caller=caller, minimum=1)
+        stride = _v.pair("stride", stride, caller=caller, minimum=1)
+        padding = _v.pair("padding", padding, caller=caller, minimum=0)
         self.depthwise = nn.Conv2d(cin, cin, kernel_size, stride, padding, groups=cin, bias=False)
         self.pointwise = nn.Conv2d(cin, cout, 1, bias=False)
 

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from dlkb import _validate as _v
+
 __all__ = ["Digits", "load_digits", "sample_image", "SAMPLE_IMAGES", "make_loader"]
 
 # name -> (package, loader name). Only images whose files are inside the wheels.
@@ -71,12 +73,8 @@ def load_digits(*, test_size: float = 0.25, seed: int = 0) -> Digits:
     Returns:
         A :class:`Digits` with images scaled from 0–16 to [0, 1].
     """
-    if isinstance(test_size, bool) or not isinstance(test_size, float):
-        raise TypeError(f"load_digits: test_size must be a float; got {type(test_size).__name__}")
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"load_digits: test_size must be in (0, 1); got {test_size}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"load_digits: seed must be an int; got {type(seed).__name__}")
+    test_size = _v.real("test_size", test_size, caller="load_digits", low=0.0, high=1.0, low_open=True, high_open=True)
+    seed = _v.integer("seed", seed, caller="load_digits", minimum=0)
     from sklearn.datasets import load_digits as _sk_digits  # noqa: PLC0415
     from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
@@ -100,10 +98,7 @@ def sample_image(name: str, *, size: tuple[int, int] | None = None) -> torch.Ten
     Returns:
         Tensor[C, H, W] of float32 in [0, 1]; C is 3 for colour images, 1 for grey ones.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"sample_image: name must be str; got {type(name).__name__}")
-    if name not in SAMPLE_IMAGES:
-        raise ValueError(f"sample_image: name must be one of {sorted(SAMPLE_IMAGES)}; got {name!r}")
+    _v.choice("name", name, caller="sample_image", choices=tuple(sorted(SAMPLE_IMAGES)))
     package, item = SAMPLE_IMAGES[name]
     if package == "skimage":
         import skimage.data  # noqa: PLC0415
@@ -116,12 +111,8 @@ def sample_image(name: str, *, size: tuple[int, int] | None = None) -> torch.Ten
     image = torch.from_numpy(np.array(array, copy=True)).float().div_(255.0)  # copy: writable, contiguous
     image = image[None] if image.ndim == 2 else image.permute(2, 0, 1).contiguous()  # [C, H, W]
     if size is not None:
-        if (
-            not isinstance(size, tuple)
-            or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
-        ):
-            raise ValueError(f"sample_image: size must be a tuple of two positive ints (H, W); got {size!r}")
+        _v.instance("size", size, caller="sample_image", types=(tuple, list))
+        size = _v.pair("size", size, caller="sample_image", minimum=1)
         image = torch.nn.functional.interpolate(
             image[None], size=size, mode="bilinear", antialias=True, align_corners=False
         )[0].clamp_(0.0, 1.0)
@@ -140,7 +131,8 @@ def make_loader(
         raise ValueError(
             f"make_loader: x and y must have the same first dimension; got {x.shape[0]} and {y.shape[0]}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"make_loader: batch_size must be a positive int; got {batch_size!r}")
+    batch_size = _v.integer("batch_size", batch_size, caller="make_loader", minimum=1)
+    _v.boolean("shuffle", shuffle, caller="make_loader")
+    seed = _v.integer("seed", seed, caller="make_loader", minimum=0)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=generator)

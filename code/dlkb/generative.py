@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlkb.utils import check_choice, check_type
+from dlkb import _validate as _v
+from dlkb.losses import mae_loss
+from dlkb.utils import eval_mode
 
 __all__ = [
     "kl_divergence",
@@ -37,6 +39,10 @@ __all__ = [
     "VAE",
     "vae_loss",
     "EnsembleMLP",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "wgan_critic_loss",
+    "wgan_generator_loss",
     "RingGANResult",
     "train_ring_gan",
 ]
@@ -48,8 +54,8 @@ _REDUCTIONS = ("none", "mean", "sum")
 
 
 def _check_distributions(p: torch.Tensor, q: torch.Tensor, caller: str) -> None:
-    check_type("p", p, torch.Tensor, caller=caller)
-    check_type("q", q, torch.Tensor, caller=caller)
+    _v.instance("p", p, caller=caller, types=torch.Tensor)
+    _v.instance("q", q, caller=caller, types=torch.Tensor)
     if p.shape != q.shape:
         raise ValueError(f"{caller}: p and q must have the same shape; got {tuple(p.shape)} and {tuple(q.shape)}")
     if p.ndim == 0 or p.shape[-1] == 0:
@@ -122,7 +128,7 @@ def wasserstein_1d(u_values: torch.Tensor, v_values: torch.Tensor) -> torch.Tens
         Tensor[]: the distance (differentiable with respect to the values).
     """
     for name, t in (("u_values", u_values), ("v_values", v_values)):
-        check_type(name, t, torch.Tensor, caller="wasserstein_1d")
+        _v.instance(name, t, caller="wasserstein_1d", types=torch.Tensor)
         if t.ndim != 1 or t.numel() == 0:
             raise ValueError(f"wasserstein_1d: {name} must be a non-empty 1-D tensor; got shape {tuple(t.shape)}")
         if not t.is_floating_point():
@@ -154,11 +160,13 @@ def ring_of_gaussians(
     Returns:
         ``(samples, centers)``: Tensor[n, 2] and Tensor[M, 2].
     """
-    for name, value in (("n", n), ("modes", modes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"ring_of_gaussians: {name} must be a positive int; got {value!r}")
-    if not radius > 0 or not std > 0:
-        raise ValueError(f"ring_of_gaussians: radius and std must be positive; got radius={radius}, std={std}")
+    caller = "ring_of_gaussians"
+    n = _v.integer("n", n, caller=caller, minimum=1)
+    modes = _v.integer("modes", modes, caller=caller, minimum=1)
+    radius = _v.real("radius", radius, caller=caller, low=0.0, low_open=True)
+    std = _v.real("std", std, caller=caller, low=0.0, low_open=True)
+    if generator is not None:
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
     angles = torch.arange(modes, dtype=torch.float32) * (2 * math.pi / modes)
     centers = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # [M, 2]
     which = torch.randint(0, modes, (n,), generator=generator)
@@ -182,22 +190,76 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, *, std: float) -
     Returns:
         ``(modes covered, fraction of high-quality samples)``.
     """
-    check_type("samples", samples, torch.Tensor, caller="mode_coverage")
-    check_type("centers", centers, torch.Tensor, caller="mode_coverage")
+    _v.instance("samples", samples, caller="mode_coverage", types=torch.Tensor)
+    _v.instance("centers", centers, caller="mode_coverage", types=torch.Tensor)
     if samples.ndim != 2 or centers.ndim != 2 or samples.shape[1] != centers.shape[1] or samples.shape[0] == 0:
         raise ValueError(
             "mode_coverage: samples must be (N, D) and centers (M, D) with the same D and N > 0; "
             f"got {tuple(samples.shape)} and {tuple(centers.shape)}"
         )
-    if not std > 0:
-        raise ValueError(f"mode_coverage: std must be positive; got {std}")
+    std = _v.real("std", std, caller="mode_coverage", low=0.0, low_open=True)
     distances = torch.cdist(samples.float(), centers.float())  # [N, M]
     nearest, index = distances.min(dim=1)
     good = nearest <= 3 * std
     return int(index[good].unique().numel()), float(good.float().mean())
 
 
-# ---------------------------------------------------------------- WGAN-GP, VAE, CycleGAN losses
+# ---------------------------------------------------------------- GAN, WGAN, WGAN-GP, VAE, CycleGAN losses
+
+
+def _check_scores(name: str, value: object, caller: str) -> torch.Tensor:
+    return _v.tensor(name, value, caller=caller, dtype="floating", ndim=tuple(range(1, 9)), nonempty=True)
+
+
+def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    r"""The discriminator's loss :math:`-\log D(x) - \log(1 - D(G(z)))` (Goodfellow et al. 2014, Eq. (1)).
+
+    With :math:`D = \sigma(\text{logit})` this is binary cross-entropy with label 1 for real
+    and 0 for generated samples, written with softplus so it stays finite for any logit:
+    :math:`-\log\sigma(a) = \operatorname{softplus}(-a)`, :math:`-\log(1-\sigma(a)) = \operatorname{softplus}(a)`.
+
+    Args:
+        real_logits (Tensor[..., B]): discriminator logits of real samples.
+        fake_logits (Tensor[..., B]): logits of generated samples, same shape.
+
+    Returns:
+        Tensor[...]: the loss averaged over the last (batch) dimension, so a stack of
+        independent runs [S, B] gives one loss per run.
+    """
+    caller = "gan_discriminator_loss"
+    _check_scores("real_logits", real_logits, caller)
+    _check_scores("fake_logits", fake_logits, caller)
+    _v.same_shape("fake_logits", fake_logits, caller=caller, like=real_logits, like_name="real_logits")
+    return F.softplus(-real_logits).mean(dim=-1) + F.softplus(fake_logits).mean(dim=-1)
+
+
+def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    r"""The non-saturating generator loss :math:`-\log D(G(z))` (Goodfellow et al. 2014, Sec. 3).
+
+    Binary cross-entropy of generated samples against the label 1, averaged over the last
+    (batch) dimension; ``fake_logits`` is Tensor[..., B].
+    """
+    _check_scores("fake_logits", fake_logits, "gan_generator_loss")
+    return F.softplus(-fake_logits).mean(dim=-1)
+
+
+def wgan_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    r"""The critic's loss :math:`\mathbb E[f(G(z))] - \mathbb E[f(x)]` (Arjovsky et al. 2017, Algorithm 1).
+
+    Minimising it maximises the Kantorovich–Rubinstein estimate of the Wasserstein-1
+    distance. Averages over the last (batch) dimension of Tensor[..., B] scores.
+    """
+    caller = "wgan_critic_loss"
+    _check_scores("real_scores", real_scores, caller)
+    _check_scores("fake_scores", fake_scores, caller)
+    _v.same_shape("fake_scores", fake_scores, caller=caller, like=real_scores, like_name="real_scores")
+    return fake_scores.mean(dim=-1) - real_scores.mean(dim=-1)
+
+
+def wgan_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    r"""The WGAN generator's loss :math:`-\mathbb E[f(G(z))]`, averaged over the last (batch) dimension."""
+    _check_scores("fake_scores", fake_scores, "wgan_generator_loss")
+    return -fake_scores.mean(dim=-1)
 
 
 def gradient_penalty(
@@ -224,8 +286,8 @@ def gradient_penalty(
     """
     if not callable(critic):
         raise TypeError(f"gradient_penalty: critic must be callable; got {type(critic).__name__}")
-    check_type("real", real, torch.Tensor, caller="gradient_penalty")
-    check_type("fake", fake, torch.Tensor, caller="gradient_penalty")
+    _v.instance("real", real, caller="gradient_penalty", types=torch.Tensor)
+    _v.instance("fake", fake, caller="gradient_penalty", types=torch.Tensor)
     if real.shape != fake.shape:
         raise ValueError(
             f"gradient_penalty: fake must have the same shape as real {tuple(real.shape)}; got {tuple(fake.shape)}"
@@ -264,18 +326,16 @@ def reparameterize(
     Returns:
         Tensor[N, Z]: samples, differentiable with respect to ``mu`` and ``logvar``.
     """
-    check_type("mu", mu, torch.Tensor, caller="reparameterize")
-    check_type("logvar", logvar, torch.Tensor, caller="reparameterize")
+    _v.instance("mu", mu, caller="reparameterize", types=torch.Tensor)
+    _v.instance("logvar", logvar, caller="reparameterize", types=torch.Tensor)
     if logvar.shape != mu.shape:
         raise ValueError(f"reparameterize: logvar must have the same shape as mu {tuple(mu.shape)}; got {tuple(logvar.shape)}")
     if eps is None:
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype,
                           device=generator.device if generator is not None else mu.device).to(mu.device)
-    elif not isinstance(eps, torch.Tensor) or eps.shape != mu.shape:
-        raise ValueError(
-            f"reparameterize: eps must be a tensor of the same shape as mu {tuple(mu.shape)}; "
-            f"got {tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__}"
-        )
+    else:
+        _v.tensor("eps", eps, caller="reparameterize", dtype="floating")
+        _v.same_shape("eps", eps, caller="reparameterize", like=mu, like_name="mu")
     return mu + eps * torch.exp(0.5 * logvar)
 
 
@@ -291,8 +351,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor[...]: the divergence per sample.
     """
-    check_type("mu", mu, torch.Tensor, caller="gaussian_kl")
-    check_type("logvar", logvar, torch.Tensor, caller="gaussian_kl")
+    _v.instance("mu", mu, caller="gaussian_kl", types=torch.Tensor)
+    _v.instance("logvar", logvar, caller="gaussian_kl", types=torch.Tensor)
     if logvar.shape != mu.shape or mu.ndim == 0:
         raise ValueError(
             f"gaussian_kl: mu and logvar must have the same shape with a last (latent) dim; "
@@ -309,16 +369,12 @@ def cycle_consistency_loss(x: torch.Tensor, x_reconstructed: torch.Tensor, *, re
         x_reconstructed (Tensor[N, ...]): the same inputs after the round trip, same shape.
         reduction: ``"none"`` (element-wise), ``"mean"`` or ``"sum"``.
     """
-    check_type("x", x, torch.Tensor, caller="cycle_consistency_loss")
-    check_type("x_reconstructed", x_reconstructed, torch.Tensor, caller="cycle_consistency_loss")
-    check_choice("reduction", reduction, _REDUCTIONS, caller="cycle_consistency_loss")
-    if x_reconstructed.shape != x.shape:
-        raise ValueError(
-            f"cycle_consistency_loss: x_reconstructed must have the same shape as x {tuple(x.shape)}; "
-            f"got {tuple(x_reconstructed.shape)}"
-        )
-    loss = (x_reconstructed - x).abs()
-    return loss if reduction == "none" else loss.mean() if reduction == "mean" else loss.sum()
+    caller = "cycle_consistency_loss"
+    _v.tensor("x", x, caller=caller, dtype="floating")
+    _v.tensor("x_reconstructed", x_reconstructed, caller=caller, dtype="floating")
+    _v.same_shape("x_reconstructed", x_reconstructed, caller=caller, like=x, like_name="x")
+    _v.choice("reduction", reduction, caller=caller, choices=_REDUCTIONS)
+    return mae_loss(x_reconstructed, x, reduction=reduction)  # the L1 loss of the losses chapter
 
 
 # ---------------------------------------------------------------- PixelCNN
@@ -341,10 +397,13 @@ class MaskedConv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], mask_type: str) -> None:
-        check_choice("mask_type", mask_type, ("A", "B"), caller="MaskedConv2d")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in (kh, kw)):
-            raise ValueError(f"MaskedConv2d: kernel_size must be odd positive ints; got {kernel_size!r}")
+        caller = "MaskedConv2d"
+        _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        _v.integer("out_channels", out_channels, caller=caller, minimum=1)
+        kh, kw = _v.pair("kernel_size", kernel_size, caller=caller, minimum=1)
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"{caller}: kernel_size must be odd (the mask needs a centre pixel); got {(kh, kw)}")
+        _v.choice("mask_type", mask_type, caller=caller, choices=("A", "B"))
         super().__init__(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2))
         self.mask_type = mask_type
         mask = torch.ones(1, 1, kh, kw)
@@ -365,6 +424,9 @@ class PixelCNN(nn.Module):
 
     def __init__(self, channels: int = 32, layers: int = 4, kernel_size: int = 5) -> None:
         super().__init__()
+        channels = _v.integer("channels", channels, caller="PixelCNN", minimum=1)
+        layers = _v.integer("layers", layers, caller="PixelCNN", minimum=0)
+        _v.integer("kernel_size", kernel_size, caller="PixelCNN", minimum=1)
         self.input = MaskedConv2d(1, channels, kernel_size, "A")
         self.blocks = nn.ModuleList(MaskedConv2d(channels, channels, 3, "B") for _ in range(layers))
         self.output = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
@@ -385,17 +447,21 @@ def pixelcnn_sample(
     Returns:
         Tensor[n, 1, H, W] of 0/1 floats, on the model's device.
     """
+    caller = "pixelcnn_sample"
+    _v.module("model", model, caller=caller)
+    n = _v.integer("n", n, caller=caller, minimum=1)
+    _v.instance("size", size, caller=caller, types=(tuple, list))
+    h, w = _v.pair("size", size, caller=caller, minimum=1)
+    if generator is not None:
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
     device = next(model.parameters()).device
-    h, w = size
     x = torch.zeros(n, 1, h, w, device=device)
-    was_training = model.training
-    model.eval()
-    for i in range(h):
-        for j in range(w):
-            p = torch.sigmoid(model(x)[:, 0, i, j])  # [n]
-            u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
-            x[:, 0, i, j] = (u.to(device) < p).float()
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(h):
+            for j in range(w):
+                p = torch.sigmoid(model(x)[:, 0, i, j])  # [n]: P(x_ij = 1 | pixels before it)
+                u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
+                x[:, 0, i, j] = (u.to(device) < p).float()
     return x
 
 
@@ -407,6 +473,9 @@ class VAE(nn.Module):
 
     def __init__(self, in_features: int = 64, hidden: int = 128, latent: int = 2) -> None:
         super().__init__()
+        in_features = _v.integer("in_features", in_features, caller="VAE", minimum=1)
+        hidden = _v.integer("hidden", hidden, caller="VAE", minimum=1)
+        latent = _v.integer("latent", latent, caller="VAE", minimum=1)
         self.in_features, self.latent = in_features, latent
         self.encoder = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.mu = nn.Linear(hidden, latent)
@@ -437,9 +506,19 @@ def vae_loss(
     (Kingma & Welling 2014, Eq. (3)), the expectation estimated with one sample of z.
     ``x`` holds targets in [0, 1] (Bernoulli means), flattened to match ``logits``.
     """
+    caller = "vae_loss"
+    _v.tensor("logits", logits, caller=caller, dtype="floating", ndim=2, nonempty=True)
+    _v.tensor("x", x, caller=caller, dtype="floating")
+    _v.tensor("mu", mu, caller=caller, dtype="floating", ndim=2)
+    _v.tensor("logvar", logvar, caller=caller, dtype="floating", ndim=2)
+    beta = _v.real("beta", beta, caller=caller, low=0.0)
+    if x.ndim == 0 or x.shape[0] != logits.shape[0]:
+        raise ValueError(f"{caller}: x must have the batch size of logits ({logits.shape[0]}); got shape {tuple(x.shape)}")
     target = x.reshape(x.shape[0], -1)
     if target.shape != logits.shape:
-        raise ValueError(f"vae_loss: x flattens to {tuple(target.shape)} but logits are {tuple(logits.shape)}")
+        raise ValueError(f"{caller}: x must flatten to the shape of logits {tuple(logits.shape)}; got {tuple(target.shape)}")
+    if mu.shape[0] != logits.shape[0]:
+        raise ValueError(f"{caller}: mu must have the batch size of logits ({logits.shape[0]}); got shape {tuple(mu.shape)}")
     reconstruction = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)  # [N]
     return (reconstruction + beta * gaussian_kl(mu, logvar)).mean()
 
@@ -459,6 +538,14 @@ class EnsembleMLP(nn.Module):
     def __init__(self, members: int, in_features: int, out_features: int, hidden: int = 64, layers: int = 2,
                  *, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        caller = "EnsembleMLP"
+        members = _v.integer("members", members, caller=caller, minimum=1)
+        in_features = _v.integer("in_features", in_features, caller=caller, minimum=1)
+        out_features = _v.integer("out_features", out_features, caller=caller, minimum=1)
+        hidden = _v.integer("hidden", hidden, caller=caller, minimum=1)
+        layers = _v.integer("layers", layers, caller=caller, minimum=0)
+        if generator is not None:
+            _v.instance("generator", generator, caller=caller, types=torch.Generator)
         sizes = [in_features] + [hidden] * layers + [out_features]
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
@@ -527,12 +614,16 @@ def train_ring_gan(
     Returns:
         A :class:`RingGANResult`.
     """
-    check_choice("kind", kind, ("gan", "wgan", "wgan-gp"), caller="train_ring_gan")
-    for name, value in (("runs", runs), ("steps", steps), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"train_ring_gan: {name} must be a positive int; got {value!r}")
-    if not std > 0:
-        raise ValueError(f"train_ring_gan: std must be positive; got {std}")
+    caller = "train_ring_gan"
+    _v.choice("kind", kind, caller=caller, choices=("gan", "wgan", "wgan-gp"))
+    runs = _v.integer("runs", runs, caller=caller, minimum=1)
+    steps = _v.integer("steps", steps, caller=caller, minimum=1)
+    batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=1)
+    latent = _v.integer("latent", latent, caller=caller, minimum=1)
+    std = _v.real("std", std, caller=caller, low=0.0, low_open=True)
+    seed = _v.integer("seed", seed, caller=caller, minimum=0)
+    if snapshot_every is not None:
+        snapshot_every = _v.integer("snapshot_every", snapshot_every, caller=caller, minimum=1)
     device = device or torch.device("cpu")
     rng = torch.Generator().manual_seed(seed)
     G = EnsembleMLP(runs, latent, 2, generator=rng).to(device)
@@ -565,17 +656,15 @@ def train_ring_gan(
     for step in range(1, steps + 1):
         for _ in range(n_critic):
             real, fake = real_batch(), G(noise(batch_size)).detach()  # [S, B, 2]
-            if kind == "gan":
-                per_run = F.softplus(-D(real)).mean(dim=(1, 2)) + F.softplus(D(fake)).mean(dim=(1, 2))  # [S]
-                d_loss = per_run.sum()  # runs do not interact: the sum trains each on its own loss
-            else:
-                per_run = D(fake).mean(dim=(1, 2)) - D(real).mean(dim=(1, 2))
-                d_loss = per_run.sum()
-                if kind == "wgan-gp":
-                    # Penalty per run: mean over that run's batch, then summed over runs.
-                    d_loss = d_loss + 10.0 * runs * gradient_penalty(
-                        critic, real.reshape(-1, 2), fake.reshape(-1, 2), generator=rng
-                    )
+            d_real, d_fake = D(real).squeeze(2), D(fake).squeeze(2)  # [S, B] logits (GAN) or scores (WGAN)
+            critic_loss = gan_discriminator_loss if kind == "gan" else wgan_critic_loss
+            per_run = critic_loss(d_real, d_fake)  # [S]
+            d_loss = per_run.sum()  # runs do not interact: the sum trains each on its own loss
+            if kind == "wgan-gp":
+                # Penalty per run: mean over that run's batch, then summed over runs.
+                d_loss = d_loss + 10.0 * runs * gradient_penalty(
+                    critic, real.reshape(-1, 2), fake.reshape(-1, 2), generator=rng
+                )
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -583,8 +672,8 @@ def train_ring_gan(
                 with torch.no_grad():
                     for p in D.parameters():
                         p.clamp_(-0.01, 0.01)
-        fake = G(noise(batch_size))
-        g_loss = F.softplus(-D(fake)).mean(dim=(1, 2)).sum() if kind == "gan" else -D(fake).mean(dim=(1, 2)).sum()
+        d_fake = D(G(noise(batch_size))).squeeze(2)  # [S, B]
+        g_loss = (gan_generator_loss if kind == "gan" else wgan_generator_loss)(d_fake).sum()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()

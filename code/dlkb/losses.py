@@ -33,13 +33,12 @@ Papers:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from dlkb.utils import check_choice, check_type
+from dlkb import _validate as _v
 
 __all__ = [
     "zero_one_loss",
@@ -74,41 +73,24 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _check_reduction(reduction: object, caller: str) -> None:
-    check_type("reduction", reduction, str, caller=caller)
-    check_choice("reduction", reduction, _REDUCTIONS, caller=caller)
+    _v.choice("reduction", reduction, caller=caller, choices=_REDUCTIONS)
 
 
 def _check_floating(name: str, x: object, caller: str) -> None:
-    check_type(name, x, torch.Tensor, caller=caller)
-    if not x.is_floating_point():
-        raise TypeError(f"{caller}: {name} must be a floating-point tensor; got dtype {x.dtype}")
+    _v.tensor(name, x, caller=caller, dtype="floating")
 
 
 def _check_real_tensor(name: str, x: object, caller: str) -> None:
-    check_type(name, x, torch.Tensor, caller=caller)
-    if x.is_complex():
-        raise TypeError(f"{caller}: {name} must be a real tensor; got dtype {x.dtype}")
+    _v.tensor(name, x, caller=caller, dtype="real")
 
 
 def _check_same_shape(caller: str, input_name: str, input: torch.Tensor, target: torch.Tensor) -> None:
-    if target.shape != input.shape:
-        raise ValueError(
-            f"{caller}: target must have the same shape as {input_name} {tuple(input.shape)}; "
-            f"got {tuple(target.shape)} (no broadcasting: reshape one of them explicitly)"
-        )
+    _v.same_shape("target", target, caller=caller, like=input, like_name=input_name)
 
 
 def _check_number(name: str, value: object, caller: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__}")
-    value = float(value)
-    if value != value:  # NaN
-        raise ValueError(f"{caller}: {name} must not be NaN; got {value}")
-    if positive and not value > 0:
-        raise ValueError(f"{caller}: {name} must be positive; got {value}")
-    if not value >= 0:
-        raise ValueError(f"{caller}: {name} must be non-negative; got {value}")
-    return value
+    """A finite real number, ``>= 0`` (``> 0`` when ``positive``)."""
+    return _v.real(name, value, caller=caller, low=0.0, low_open=positive)
 
 
 def _check_unit_interval(name: str, x: torch.Tensor, caller: str) -> None:
@@ -121,7 +103,7 @@ def _check_unit_interval(name: str, x: torch.Tensor, caller: str) -> None:
 def _check_class_target(caller: str, logits: torch.Tensor, target: object) -> int:
     """Check (N, K, *) logits against (N, *) class indices; return K."""
     _check_floating("logits", logits, caller)
-    check_type("target", target, torch.Tensor, caller=caller)
+    _v.instance("target", target, caller=caller, types=torch.Tensor)
     if logits.ndim < 2:
         raise ValueError(f"{caller}: logits must have shape (N, K, *); got {tuple(logits.shape)}")
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
@@ -147,7 +129,7 @@ def _check_class_vector(name: str, value: object, num_classes: int, caller: str)
         raise ValueError(f"{caller}: {name} must have shape ({num_classes},); got {tuple(value.shape)}")
 
 
-def _pair(caller: str, input_name: str, input: object, target: object, reduction: object) -> None:
+def _check_input_target(caller: str, input_name: str, input: object, target: object, reduction: object) -> None:
     _check_floating(input_name, input, caller)
     _check_real_tensor("target", target, caller)
     _check_same_shape(caller, input_name, input, target)
@@ -199,7 +181,7 @@ def mae_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mea
         target (Tensor[*]): targets of the same shape.
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
-    _pair("mae_loss", "input", input, target, reduction)
+    _check_input_target("mae_loss", "input", input, target, reduction)
     return _reduce((input - target).abs(), reduction)
 
 
@@ -214,7 +196,7 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mea
         target (Tensor[*]): targets of the same shape.
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
-    _pair("mse_loss", "input", input, target, reduction)
+    _check_input_target("mse_loss", "input", input, target, reduction)
     diff = input - target
     return _reduce(diff * diff, reduction)
 
@@ -232,7 +214,7 @@ def rmse_loss(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         input (Tensor[*]): predictions, floating point.
         target (Tensor[*]): targets of the same shape.
     """
-    _pair("rmse_loss", "input", input, target, "mean")
+    _check_input_target("rmse_loss", "input", input, target, "mean")
     mse = mse_loss(input, target)
     positive = mse > 0
     safe = torch.where(positive, mse, torch.ones_like(mse))  # never sqrt(0) on the graph
@@ -259,7 +241,7 @@ def smooth_l1_loss(
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
     caller = "smooth_l1_loss"
-    _pair(caller, "input", input, target, reduction)
+    _check_input_target(caller, "input", input, target, reduction)
     beta = _check_number("beta", beta, caller)
     n = (input - target).abs()
     if beta == 0.0:
@@ -287,7 +269,7 @@ def huber_loss(
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
     caller = "huber_loss"
-    _pair(caller, "input", input, target, reduction)
+    _check_input_target(caller, "input", input, target, reduction)
     delta = _check_number("delta", delta, caller, positive=True)
     n = (input - target).abs()
     loss = torch.where(n < delta, 0.5 * n * n, delta * (n - 0.5 * delta))
@@ -377,7 +359,7 @@ def binary_cross_entropy_with_logits(
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
     caller = "binary_cross_entropy_with_logits"
-    _pair(caller, "logits", logits, target, reduction)
+    _check_input_target(caller, "logits", logits, target, reduction)
     _check_unit_interval("target", target, caller)
     y = target.to(logits.dtype)
     log_p = torch.nn.functional.logsigmoid(logits)  # log σ(z)
@@ -428,11 +410,10 @@ def sigmoid_focal_loss(
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
     """
     caller = "sigmoid_focal_loss"
-    _pair(caller, "logits", logits, target, reduction)
+    _check_input_target(caller, "logits", logits, target, reduction)
     _check_unit_interval("target", target, caller)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"{caller}: alpha must be a real number; got {type(alpha).__name__}")
-    if not alpha <= 1:  # also refuses NaN
+    alpha = _v.real("alpha", alpha, caller=caller)
+    if not alpha <= 1:
         raise ValueError(f"{caller}: alpha must be in [0, 1], or negative to disable it; got {alpha}")
     gamma = _check_number("gamma", gamma, caller)
     y = target.to(logits.dtype)
@@ -497,7 +478,7 @@ def softmax_focal_loss(
 
 
 def _overlap_sums(caller: str, logits: object, target: object, smooth: object, reduction: object):
-    _pair(caller, "logits", logits, target, reduction)
+    _check_input_target(caller, "logits", logits, target, reduction)
     if logits.ndim < 1:
         raise ValueError(f"{caller}: logits must have a batch dimension, shape (N, *); got shape ()")
     _check_unit_interval("target", target, caller)
@@ -579,12 +560,9 @@ class PerceptualLoss(nn.Module):
     def __init__(self, features: nn.Sequential, layers: Sequence[int], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         caller = "PerceptualLoss"
-        check_type("features", features, nn.Sequential, caller=caller)
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or len(layers) == 0:
-            raise TypeError(f"{caller}: layers must be a non-empty sequence of ints; got {layers!r}")
+        _v.instance("features", features, caller=caller, types=nn.Sequential)
+        layers = _v.int_sequence("layers", layers, caller=caller)
         for i in layers:
-            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
-                raise TypeError(f"{caller}: layers must hold ints; got {type(i).__name__}")
             if not 0 <= i < len(features):
                 raise ValueError(f"{caller}: layers must be indices in [0, {len(features) - 1}]; got {i}")
         if len(set(layers)) != len(layers):

@@ -14,31 +14,19 @@ Inception); He et al. 2016 (ResNet, "Deep residual learning for image recognitio
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from dlkb import _validate as _v
+
 __all__ = ["vgg_block", "nin_block", "LeNet", "Inception", "BasicBlock", "Bottleneck", "ResNet"]
-
-
-def _check_int(caller: str, name: str, value: object, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{caller}: {name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{caller}: {name} must be >= {minimum}; got {value}")
-    return int(value)
 
 
 def _check_input(caller: str, x: object, in_channels: int) -> None:
     """Raise unless ``x`` is a Tensor[N, in_channels, H, W]."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{caller}: input must be a Tensor; got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{caller}: input must have shape (N, C, H, W); got {tuple(x.shape)}")
-    if x.shape[1] != in_channels:
-        raise ValueError(f"{caller}: input must have {in_channels} channels; got {x.shape[1]} (shape {tuple(x.shape)})")
+    _v.tensor("input", x, caller=caller, dtype="floating", shape=("N", in_channels, "H", "W"))
 
 
 def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:
@@ -53,9 +41,9 @@ def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequent
         Tensor[N, out_channels, ⌊H/2⌋, ⌊W/2⌋].
     """
     caller = "vgg_block"
-    num_convs = _check_int(caller, "num_convs", num_convs)
-    in_channels = _check_int(caller, "in_channels", in_channels)
-    out_channels = _check_int(caller, "out_channels", out_channels)
+    num_convs = _v.integer("num_convs", num_convs, caller=caller, minimum=1)
+    in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+    out_channels = _v.integer("out_channels", out_channels, caller=caller, minimum=1)
     layers: list[nn.Module] = []
     for i in range(num_convs):
         layers += [nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1), nn.ReLU()]
@@ -74,11 +62,11 @@ def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int
         with :math:`H' = \lfloor (H + 2p - k)/s \rfloor + 1` (the first convolution's size).
     """
     caller = "nin_block"
-    in_channels = _check_int(caller, "in_channels", in_channels)
-    out_channels = _check_int(caller, "out_channels", out_channels)
-    kernel_size = _check_int(caller, "kernel_size", kernel_size)
-    stride = _check_int(caller, "stride", stride)
-    padding = _check_int(caller, "padding", padding, minimum=0)
+    in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+    out_channels = _v.integer("out_channels", out_channels, caller=caller, minimum=1)
+    kernel_size = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1)
+    stride = _v.integer("stride", stride, caller=caller, minimum=1)
+    padding = _v.integer("padding", padding, caller=caller, minimum=0)
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding),
         nn.ReLU(),
@@ -107,8 +95,8 @@ class LeNet(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        self.num_classes = _check_int("LeNet", "num_classes", num_classes)
-        self.in_channels = _check_int("LeNet", "in_channels", in_channels)
+        self.num_classes = _v.integer("num_classes", num_classes, caller="LeNet", minimum=1)
+        self.in_channels = _v.integer("in_channels", in_channels, caller="LeNet", minimum=1)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),  # [N, 6, H, W]
             nn.ReLU(),
@@ -156,14 +144,13 @@ class Inception(nn.Module):
     ) -> None:
         super().__init__()
         caller = "Inception"
-        self.in_channels = _check_int(caller, "in_channels", in_channels)
-        c1 = _check_int(caller, "c1", c1)
-        c4 = _check_int(caller, "c4", c4)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        c1 = _v.integer("c1", c1, caller=caller, minimum=1)
+        c4 = _v.integer("c4", c4, caller=caller, minimum=1)
         for name, pair in (("c2", c2), ("c3", c3)):
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise ValueError(f"{caller}: {name} must be a tuple (reduce, out) of two ints; got {pair!r}")
-            for value in pair:
-                _check_int(caller, name, value)
+            pair = _v.int_sequence(name, pair, caller=caller, minimum=1)
+            if len(pair) != 2:
+                raise ValueError(f"{caller}: {name} must be a pair (reduce, out) of two ints; got {pair!r}")
         self.out_channels = c1 + c2[1] + c3[1] + c4
         self.branch1 = nn.Sequential(nn.Conv2d(in_channels, c1, 1), nn.ReLU())
         self.branch2 = nn.Sequential(
@@ -199,9 +186,9 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         caller = "BasicBlock"
-        self.in_channels = _check_int(caller, "in_channels", in_channels)
-        self.out_channels = _check_int(caller, "out_channels", out_channels)
-        stride = _check_int(caller, "stride", stride)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        self.out_channels = _v.integer("out_channels", out_channels, caller=caller, minimum=1)
+        stride = _v.integer("stride", stride, caller=caller, minimum=1)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
@@ -236,9 +223,9 @@ class Bottleneck(nn.Module):
     def __init__(self, in_channels: int, mid_channels: int, stride: int = 1) -> None:
         super().__init__()
         caller = "Bottleneck"
-        self.in_channels = _check_int(caller, "in_channels", in_channels)
-        mid_channels = _check_int(caller, "mid_channels", mid_channels)
-        stride = _check_int(caller, "stride", stride)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        mid_channels = _v.integer("mid_channels", mid_channels, caller=caller, minimum=1)
+        stride = _v.integer("stride", stride, caller=caller, minimum=1)
         self.out_channels = out_channels = self.expansion * mid_channels
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(mid_channels)
@@ -290,15 +277,9 @@ class ResNet(nn.Module):
         caller = "ResNet"
         if block not in (BasicBlock, Bottleneck):
             raise TypeError(f"{caller}: block must be BasicBlock or Bottleneck; got {block!r}")
-        if (
-            isinstance(layers, (str, bytes))
-            or not isinstance(layers, Sequence)
-            or not layers
-            or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0 for n in layers)
-        ):
-            raise ValueError(f"{caller}: layers must be a non-empty sequence of positive ints; got {layers!r}")
-        self.num_classes = _check_int(caller, "num_classes", num_classes)
-        self.in_channels = _check_int(caller, "in_channels", in_channels)
+        layers = _v.int_sequence("layers", layers, caller=caller, minimum=1)
+        self.num_classes = _v.integer("num_classes", num_classes, caller=caller, minimum=1)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
         width = 16
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from dlkb import _validate as _v
+
 __all__ = ["SGD", "AdaGrad", "RMSProp", "Adam"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
@@ -42,28 +44,6 @@ Closure = Callable[[], torch.Tensor] | None
 # ----------------------------------------------------------------------------------------
 # Validation and small helpers shared by the four optimizers.
 # ----------------------------------------------------------------------------------------
-def _number(caller: str, name: str, value: object) -> float:
-    """``value`` as a float, or ``TypeError`` naming ``caller`` and ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{caller}: {name} must be finite; got {value!r}")
-    return float(value)
-
-
-def _at_least_zero(caller: str, name: str, value: object) -> None:
-    if _number(caller, name, value) < 0.0:
-        raise ValueError(f"{caller}: {name} must be >= 0; got {value!r}")
-
-
-def _in_unit_interval(caller: str, name: str, value: object, *, closed: bool = False) -> None:
-    """``value`` in [0, 1) (or [0, 1] when ``closed``)."""
-    x = _number(caller, name, value)
-    if not (0.0 <= x <= 1.0 if closed else 0.0 <= x < 1.0):
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"{caller}: {name} must be in {interval}; got {value!r}")
-
-
 def _grads(caller: str, group: dict[str, Any]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """``(param, grad)`` pairs of a group, skipping parameters that received no gradient."""
     for p in group["params"]:
@@ -134,11 +114,10 @@ class SGD(_Base):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        _at_least_zero("SGD", "lr", group["lr"])
-        _in_unit_interval("SGD", "momentum", group["momentum"])
-        _at_least_zero("SGD", "weight_decay", group["weight_decay"])
-        if not isinstance(group["nesterov"], bool):
-            raise TypeError(f"SGD: nesterov must be a bool; got {type(group['nesterov']).__name__}")
+        _v.real("lr", group["lr"], caller="SGD", low=0.0)
+        _v.real("momentum", group["momentum"], caller="SGD", low=0.0, high=1.0, high_open=True)
+        _v.real("weight_decay", group["weight_decay"], caller="SGD", low=0.0)
+        _v.boolean("nesterov", group["nesterov"], caller="SGD")
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0; got momentum=0")
 
@@ -189,8 +168,8 @@ class AdaGrad(_Base):
         super().__init__(params, {"lr": lr, "eps": eps})
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        _at_least_zero("AdaGrad", "lr", group["lr"])
-        _at_least_zero("AdaGrad", "eps", group["eps"])
+        _v.real("lr", group["lr"], caller="AdaGrad", low=0.0)
+        _v.real("eps", group["eps"], caller="AdaGrad", low=0.0)
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> torch.Tensor | None:
@@ -239,9 +218,9 @@ class RMSProp(_Base):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        _at_least_zero("RMSProp", "lr", group["lr"])
-        _in_unit_interval("RMSProp", "alpha", group["alpha"], closed=True)
-        _at_least_zero("RMSProp", "eps", group["eps"])
+        _v.real("lr", group["lr"], caller="RMSProp", low=0.0)
+        _v.real("alpha", group["alpha"], caller="RMSProp", low=0.0, high=1.0)
+        _v.real("eps", group["eps"], caller="RMSProp", low=0.0)
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> torch.Tensor | None:
@@ -313,16 +292,16 @@ class Adam(_Base):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        _at_least_zero("Adam", "lr", group["lr"])
+        _v.real("lr", group["lr"], caller="Adam", low=0.0)
         betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        _v.instance("betas", betas, caller="Adam", types=(tuple, list))
+        if len(betas) != 2:
             raise ValueError(f"Adam: betas must be a pair (beta1, beta2); got {betas!r}")
-        _in_unit_interval("Adam", "betas[0]", betas[0])
-        _in_unit_interval("Adam", "betas[1]", betas[1])
-        _at_least_zero("Adam", "eps", group["eps"])
-        _at_least_zero("Adam", "weight_decay", group["weight_decay"])
-        if not isinstance(group["decoupled"], bool):
-            raise TypeError(f"Adam: decoupled must be a bool; got {type(group['decoupled']).__name__}")
+        _v.real("betas[0]", betas[0], caller="Adam", low=0.0, high=1.0, high_open=True)
+        _v.real("betas[1]", betas[1], caller="Adam", low=0.0, high=1.0, high_open=True)
+        _v.real("eps", group["eps"], caller="Adam", low=0.0)
+        _v.real("weight_decay", group["weight_decay"], caller="Adam", low=0.0)
+        _v.boolean("decoupled", group["decoupled"], caller="Adam")
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> torch.Tensor | None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib import font_manager
 
+from dlkb import _validate as _v
+
 __all__ = ["use_book_style", "cjk_font_path", "bilingual", "BOOK_COLORS"]
 
 # A colour cycle that stays distinguishable in grey-scale print and for the common
@@ -74,10 +76,7 @@ def use_book_style(*, dpi: int = 100) -> str:
     Returns:
         The family name of the CJK font in use (for example ``"Noto Sans SC"``).
     """
-    if isinstance(dpi, bool) or not isinstance(dpi, int):
-        raise TypeError(f"use_book_style: dpi must be an int; got {type(dpi).__name__}")
-    if not 50 <= dpi <= 400:
-        raise ValueError(f"use_book_style: dpi must be in [50, 400]; got {dpi}")
+    dpi = _v.integer("dpi", dpi, caller="use_book_style", minimum=50, maximum=400)
     path = cjk_font_path()
     if str(path) not in {f.fname for f in font_manager.fontManager.ttflist}:
         font_manager.fontManager.addfont(str(path))

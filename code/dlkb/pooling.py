@@ -27,14 +27,13 @@ with switches / pooling indices).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlkb.utils import check_choice, check_type
+from dlkb import _validate as _v
 
 __all__ = [
     "max_pool2d",
@@ -54,7 +53,7 @@ __all__ = [
 
 def _check_input(x: object, caller: str, name: str = "x") -> None:
     """``x`` must be a floating-point Tensor[N, C, H, W]."""
-    check_type(name, x, torch.Tensor, caller=caller)
+    _v.instance(name, x, caller=caller, types=torch.Tensor)
     if x.ndim != 4:
         raise ValueError(f"{caller}: {name} must be a 4-D tensor (N, C, H, W); got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -63,30 +62,13 @@ def _check_input(x: object, caller: str, name: str = "x") -> None:
         raise ValueError(f"{caller}: {name} must have H >= 1 and W >= 1; got shape {tuple(x.shape)}")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _pair(value: object, name: str, caller: str, *, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each at least ``minimum``, as ``(height, width)``."""
-    if _is_int(value):
-        pair = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
-        pair = (int(value[0]), int(value[1]))
-    else:
-        raise TypeError(f"{caller}: {name} must be an int or a pair of ints; got {value!r}")
-    if min(pair) < minimum:
-        raise ValueError(f"{caller}: {name} must be at least {minimum}; got {value!r}")
-    return pair
-
-
 def _window_args(
     x: torch.Tensor, kernel_size: object, stride: object, padding: object, caller: str
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """Validated ``(kernel, stride, padding)`` pairs for a pooling window sliding over ``x``."""
-    k = _pair(kernel_size, "kernel_size", caller, minimum=1)
-    s = k if stride is None else _pair(stride, "stride", caller, minimum=1)
-    p = _pair(padding, "padding", caller, minimum=0)
+    k = _v.pair("kernel_size", kernel_size, caller=caller, minimum=1)
+    s = k if stride is None else _v.pair("stride", stride, caller=caller, minimum=1)
+    p = _v.pair("padding", padding, caller=caller, minimum=0)
     if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
         raise ValueError(f"{caller}: padding must be at most half of kernel_size {k}; got {p}")
     H, W = x.shape[-2:]
@@ -267,11 +249,8 @@ def spatial_pyramid_pool(x: torch.Tensor, levels: Sequence[int] = (1, 2, 4), mod
         ValueError: ``x`` not 4-D or empty, ``levels`` empty or not positive, or an unknown ``mode``.
     """
     _check_input(x, "spatial_pyramid_pool")
-    if not isinstance(levels, (tuple, list)) or not all(_is_int(n) for n in levels):
-        raise TypeError(f"spatial_pyramid_pool: levels must be a tuple or list of ints; got {levels!r}")
-    if len(levels) == 0 or min(levels) < 1:
-        raise ValueError(f"spatial_pyramid_pool: levels must be a non-empty list of positive ints; got {levels!r}")
-    check_choice("mode", mode, ("max", "avg"), caller="spatial_pyramid_pool")
+    levels = _v.int_sequence("levels", levels, caller="spatial_pyramid_pool", minimum=1)
+    _v.choice("mode", mode, caller="spatial_pyramid_pool", choices=("max", "avg"))
     return torch.cat([_adaptive_pool2d(x, n, mode).flatten(1) for n in levels], dim=1)  # [N, C * sum n^2]
 
 
@@ -280,7 +259,7 @@ def spatial_pyramid_pool(x: torch.Tensor, levels: Sequence[int] = (1, 2, 4), mod
 
 def _check_boxes(x: torch.Tensor, boxes: object, caller: str) -> None:
     """``boxes`` must be Tensor[K, 5] rows ``(batch_index, x1, y1, x2, y2)`` with x1 <= x2, y1 <= y2."""
-    check_type("boxes", boxes, torch.Tensor, caller=caller)
+    _v.instance("boxes", boxes, caller=caller, types=torch.Tensor)
     if boxes.ndim != 2 or boxes.shape[1] != 5:
         raise ValueError(
             f"{caller}: boxes must have shape (K, 5) with rows (batch_index, x1, y1, x2, y2); "
@@ -310,15 +289,11 @@ def _check_boxes(x: torch.Tensor, boxes: object, caller: str) -> None:
 
 
 def _output_size(output_size: object, caller: str) -> tuple[int, int]:
-    return _pair(output_size, "output_size", caller, minimum=1)
+    return _v.pair("output_size", output_size, caller=caller, minimum=1)
 
 
 def _check_scale(spatial_scale: object, caller: str) -> float:
-    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)):
-        raise TypeError(f"{caller}: spatial_scale must be a float; got {type(spatial_scale).__name__}")
-    if not spatial_scale > 0 or not math.isfinite(spatial_scale):
-        raise ValueError(f"{caller}: spatial_scale must be a positive finite number; got {spatial_scale!r}")
-    return float(spatial_scale)
+    return _v.real("spatial_scale", spatial_scale, caller=caller, low=0.0, low_open=True)
 
 
 def _round_half_away(v: torch.Tensor) -> torch.Tensor:
@@ -446,8 +421,8 @@ def roi_align(
     _check_boxes(x, boxes, "roi_align")
     oh, ow = _output_size(output_size, "roi_align")
     scale = _check_scale(spatial_scale, "roi_align")
-    check_type("sampling_ratio", sampling_ratio, int, caller="roi_align")
-    check_type("aligned", aligned, bool, caller="roi_align")
+    _v.integer("sampling_ratio", sampling_ratio, caller="roi_align")
+    _v.boolean("aligned", aligned, caller="roi_align")
     H, W = x.shape[-2:]
     K = boxes.shape[0]
     b = boxes.detach()
@@ -521,9 +496,9 @@ def stochastic_pool2d(
         ValueError: ``x`` not 4-D or with a negative entry, bad sizes.
     """
     _check_input(x, "stochastic_pool2d")
-    check_type("training", training, bool, caller="stochastic_pool2d")
+    _v.boolean("training", training, caller="stochastic_pool2d")
     if generator is not None:
-        check_type("generator", generator, torch.Generator, caller="stochastic_pool2d")
+        _v.instance("generator", generator, caller="stochastic_pool2d", types=torch.Generator)
     k, s, p = _window_args(x, kernel_size, stride, 0, "stochastic_pool2d")
     if (x.detach() < 0).any():
         raise ValueError(
@@ -575,7 +550,7 @@ def max_unpool2d(
         ValueError: shapes that differ, indices out of range, an impossible ``output_size``.
     """
     _check_input(x, "max_unpool2d")
-    check_type("indices", indices, torch.Tensor, caller="max_unpool2d")
+    _v.instance("indices", indices, caller="max_unpool2d", types=torch.Tensor)
     if indices.dtype != torch.int64:
         raise TypeError(f"max_unpool2d: indices must be an int64 tensor; got {indices.dtype}")
     if indices.shape != x.shape:
@@ -584,22 +559,19 @@ def max_unpool2d(
         )
     if indices.device != x.device:
         raise TypeError(f"max_unpool2d: indices must be on x's device {x.device}; got {indices.device}")
-    k = _pair(kernel_size, "kernel_size", "max_unpool2d", minimum=1)
-    s = k if stride is None else _pair(stride, "stride", "max_unpool2d", minimum=1)
+    k = _v.pair("kernel_size", kernel_size, caller="max_unpool2d", minimum=1)
+    s = k if stride is None else _v.pair("stride", stride, caller="max_unpool2d", minimum=1)
     N, C, H, W = x.shape
     default = ((H - 1) * s[0] + k[0], (W - 1) * s[1] + k[1])
     if output_size is None:
         size = default
     else:
-        if (
-            not isinstance(output_size, (tuple, list, torch.Size))
-            or len(output_size) not in (2, 4)
-            or not all(_is_int(v) for v in output_size)
-        ):
-            raise TypeError(
-                f"max_unpool2d: output_size must be (H_out, W_out) or (N, C, H_out, W_out) ints; got {output_size!r}"
+        output_size = _v.int_sequence("output_size", output_size, caller="max_unpool2d", minimum=0)
+        if len(output_size) not in (2, 4):
+            raise ValueError(
+                f"max_unpool2d: output_size must be (H_out, W_out) or (N, C, H_out, W_out); got {output_size!r}"
             )
-        size = (int(output_size[-2]), int(output_size[-1]))
+        size = output_size[-2:]
         for d in range(2):
             if not default[d] - s[d] < size[d] < default[d] + s[d]:
                 raise ValueError(
@@ -625,8 +597,8 @@ class SpatialPyramidPooling(nn.Module):
 
     def __init__(self, levels: Sequence[int] = (1, 2, 4), mode: str = "max") -> None:
         super().__init__()
-        check_choice("mode", mode, ("max", "avg"), caller="SpatialPyramidPooling")
-        self.levels = tuple(levels)
+        self.levels = _v.int_sequence("levels", levels, caller="SpatialPyramidPooling", minimum=1)
+        _v.choice("mode", mode, caller="SpatialPyramidPooling", choices=("max", "avg"))
         self.mode = mode
 
     def output_features(self, channels: int) -> int:
@@ -651,6 +623,12 @@ class StochasticPool2d(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        caller = "StochasticPool2d"
+        _v.pair("kernel_size", kernel_size, caller=caller, minimum=1)
+        if stride is not None:
+            _v.pair("stride", stride, caller=caller, minimum=1)
+        if generator is not None:
+            _v.instance("generator", generator, caller=caller, types=torch.Generator)
         self.kernel_size = kernel_size
         self.stride = stride
         self.generator = generator

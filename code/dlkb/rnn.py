@@ -29,7 +29,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from dlkb.utils import check_choice, check_type
+from dlkb import _validate as _v
 
 __all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell"]
 
@@ -38,19 +38,9 @@ def _shape(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
-def _check_size(name: str, value: object, caller: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{caller}: {name} must be int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{caller}: {name} must be a positive int; got {value}")
-    return value
-
-
 def _check_step_input(x: object, input_size: int, caller: str) -> torch.Tensor:
     """Validate one time step ``x`` (Tensor[N, I] or Tensor[I]) and return it as Tensor[N, I]."""
-    check_type("x", x, torch.Tensor, caller=caller)
-    if not x.is_floating_point():
-        raise TypeError(f"{caller}: x must be a floating-point tensor; got dtype {x.dtype}")
+    _v.tensor("x", x, caller=caller, dtype="floating")
     if x.ndim not in (1, 2):
         raise ValueError(f"{caller}: x must have shape (N, {input_size}) or ({input_size},); got {_shape(x)}")
     if x.shape[-1] != input_size:
@@ -65,7 +55,7 @@ def _check_state(name: str, state: object, x: torch.Tensor, unbatched: bool, hid
     n = x.shape[0]
     if state is None:
         return x.new_zeros(n, hidden_size)
-    check_type(name, state, torch.Tensor, caller=caller)
+    _v.instance(name, state, caller=caller, types=torch.Tensor)
     expected = (hidden_size,) if unbatched else (n, hidden_size)
     if _shape(state) != expected:
         if not unbatched and state.ndim == 2 and state.shape[1] == hidden_size:
@@ -107,10 +97,7 @@ def clip_grad_norm(parameters: torch.Tensor | Iterable[torch.Tensor], max_norm: 
         ValueError: if ``max_norm`` is negative or NaN.
     """
     caller = "clip_grad_norm"
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)):
-        raise TypeError(f"{caller}: max_norm must be int or float; got {type(max_norm).__name__}")
-    if math.isnan(max_norm) or max_norm < 0:
-        raise ValueError(f"{caller}: max_norm must be >= 0; got {max_norm}")
+    max_norm = _v.real("max_norm", max_norm, caller=caller, low=0.0, finite=False)
     params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
     for i, p in enumerate(params):
         if not isinstance(p, torch.Tensor):
@@ -154,7 +141,7 @@ def unroll(cell: nn.Module, inputs: torch.Tensor, state=None):
     cells = (RNNCell, LSTMCell, GRUCell, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
     if not isinstance(cell, cells):
         raise TypeError(f"{caller}: cell must be RNNCell, LSTMCell or GRUCell; got {type(cell).__name__}")
-    check_type("inputs", inputs, torch.Tensor, caller=caller)
+    _v.instance("inputs", inputs, caller=caller, types=torch.Tensor)
     if inputs.ndim not in (2, 3):
         raise ValueError(
             f"{caller}: inputs must have shape (L, N, {cell.input_size}) or (L, {cell.input_size}); "
@@ -180,8 +167,8 @@ class _CellBase(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, gates: int, caller: str) -> None:
         super().__init__()
-        self.input_size = _check_size("input_size", input_size, caller)
-        self.hidden_size = _check_size("hidden_size", hidden_size, caller)
+        self.input_size = _v.integer("input_size", input_size, caller=caller, minimum=1)
+        self.hidden_size = _v.integer("hidden_size", hidden_size, caller=caller, minimum=1)
         self.weight_ih = nn.Parameter(torch.empty(gates * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(gates * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(gates * hidden_size))
@@ -229,7 +216,7 @@ class RNNCell(_CellBase):
     """
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh") -> None:
-        check_choice("nonlinearity", nonlinearity, ("tanh", "relu"), caller="RNNCell")
+        _v.choice("nonlinearity", nonlinearity, caller="RNNCell", choices=("tanh", "relu"))
         super().__init__(input_size, hidden_size, 1, "RNNCell")
         self.nonlinearity = nonlinearity
 

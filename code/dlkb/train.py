@@ -19,9 +19,22 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from dlkb import _validate as _v
 from dlkb.utils import device as default_device
+from dlkb.utils import eval_mode
 
-__all__ = ["History", "fit", "train_epoch", "evaluate", "predict", "accuracy", "format_seconds"]
+__all__ = [
+    "History",
+    "fit",
+    "train_epoch",
+    "train_steps",
+    "evaluate",
+    "predict",
+    "accuracy",
+    "format_loss",
+    "format_percent",
+    "format_seconds",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,8 +61,7 @@ class History:
 
     def plot(self, ax=None, *, metric: str = "loss"):
         """Draw train (and validation) curves of ``metric`` (``"loss"`` or ``"acc"``) on ``ax``."""
-        if metric not in ("loss", "acc"):
-            raise ValueError(f"History.plot: metric must be 'loss' or 'acc'; got {metric!r}")
+        _v.choice("metric", metric, caller="History.plot", choices=("loss", "acc"))
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
         from dlkb.plot import bilingual  # noqa: PLC0415
@@ -68,19 +80,13 @@ class History:
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
     """Fraction of rows of ``logits`` (Tensor[N, K]) whose arg-max equals ``target`` (Tensor[N])."""
-    if logits.ndim != 2 or target.ndim != 1 or logits.shape[0] != target.shape[0]:
-        raise ValueError(
-            "accuracy: expected logits of shape (N, K) and target of shape (N,); "
-            f"got {tuple(logits.shape)} and {tuple(target.shape)}"
-        )
-    if logits.shape[0] == 0:
-        raise ValueError("accuracy: got an empty batch (N = 0)")
+    _v.tensor("logits", logits, caller="accuracy", ndim=2, nonempty=True)
+    _v.tensor("target", target, caller="accuracy", dtype="integer", shape=(logits.shape[0],))
     return (logits.argmax(dim=1) == target).float().mean().item()
 
 
 def _check_common(model: nn.Module, loader: Iterable, caller: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{caller}: model must be an nn.Module; got {type(model).__name__}")
+    _v.module("model", model, caller=caller)
     if not isinstance(loader, Iterable):
         raise TypeError(f"{caller}: loader must be an iterable of (x, y) batches; got {type(loader).__name__}")
 
@@ -131,6 +137,53 @@ def train_epoch(
     return loss_sum / total, (correct / total if classified else math.nan)
 
 
+def train_steps(
+    loss_fn: Callable[[int], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    *,
+    steps: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    clip_grad_norm: float | None = None,
+    callback: Callable[[int, float], bool | None] | None = None,
+) -> list[float]:
+    """The plain optimization loop, for experiments that are not epochs over a loader.
+
+    Each of ``steps`` steps calls ``loss_fn(step)`` (``step`` counts from 1; it computes
+    the loss on the full batch, or draws its own batch), back-propagates, optionally
+    clips the global gradient norm of the optimizer's parameters, and steps the
+    optimizer (and ``scheduler``, once per step). ``callback(step, loss)`` runs after
+    each step; returning ``True`` stops early.
+
+    Returns:
+        The loss of every step taken, as floats.
+    """
+    caller = "train_steps"
+    if not callable(loss_fn):
+        raise TypeError(f"{caller}: loss_fn must be callable (step -> scalar loss); got {type(loss_fn).__name__}")
+    _v.instance("optimizer", optimizer, caller=caller, types=torch.optim.Optimizer)
+    steps = _v.integer("steps", steps, caller=caller, minimum=1)
+    if clip_grad_norm is not None:
+        clip_grad_norm = _v.real("clip_grad_norm", clip_grad_norm, caller=caller, low=0.0, low_open=True)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    losses = []
+    for step in range(1, steps + 1):
+        loss = loss_fn(step)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"{caller}: loss_fn must return a scalar tensor; got {got}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(loss.item())
+        if callback is not None and callback(step, losses[-1]):
+            break
+    return losses
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, loader: Iterable, *, loss_fn: LossFn | None = None, device: torch.device | None = None
@@ -142,19 +195,17 @@ def evaluate(
     _check_common(model, loader, "evaluate")
     device = device or default_device()
     loss_fn = loss_fn or nn.functional.cross_entropy
-    was_training = model.training
-    model.eval()
     total, loss_sum, correct, classified = 0, 0.0, 0, True
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        output = model(x)
-        n = y.shape[0]
-        total += n
-        loss_sum += loss_fn(output, y).item() * n
-        classified = classified and _is_classification(output, y)
-        if classified:
-            correct += (output.argmax(dim=1) == y).sum().item()
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            output = model(x)
+            n = y.shape[0]
+            total += n
+            loss_sum += loss_fn(output, y).item() * n
+            classified = classified and _is_classification(output, y)
+            if classified:
+                correct += (output.argmax(dim=1) == y).sum().item()
     if total == 0:
         raise ValueError("evaluate: loader yielded no batches")
     return loss_sum / total, (correct / total if classified else math.nan)
@@ -165,19 +216,27 @@ def predict(
     model: nn.Module, x: torch.Tensor, *, batch_size: int = 512, device: torch.device | None = None
 ) -> torch.Tensor:
     """Outputs of ``model`` on ``x`` (Tensor[N, ...]) in eval mode, batched, returned on the CPU."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"predict: x must be a tensor; got {type(x).__name__}")
+    _v.tensor("x", x, caller="predict", ndim=tuple(range(1, 9)), nonempty=True)
     _check_common(model, [], "predict")
+    batch_size = _v.integer("batch_size", batch_size, caller="predict", minimum=1)
     device = device or default_device()
-    was_training = model.training
-    model.eval()
-    outputs = [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, x.shape[0], batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        outputs = [model(x[i : i + batch_size].to(device)).cpu() for i in range(0, x.shape[0], batch_size)]
     return torch.cat(outputs)
 
 
-def _fmt(value: float, as_percent: bool) -> str:
-    return f"{100 * value:5.1f}%" if as_percent else f"{value:.4f}"
+def format_loss(value: float) -> str:
+    """A loss for printing: 3 significant digits (``0.0123``, ``1.23``, ``123``).
+
+    Printed logs carry only the precision an experiment supports, so that another CPU
+    (other vector instructions, other summation order) prints the same text.
+    """
+    return f"{value:#.3g}".rstrip(".") if math.isfinite(value) else str(value)
+
+
+def format_percent(value: float) -> str:
+    """A fraction in [0, 1] printed as a percentage with one decimal: ``0.9312`` → ``" 93.1%"``."""
+    return f"{100 * value:5.1f}%"
 
 
 def fit(
@@ -212,12 +271,11 @@ def fit(
         max_lines: at most this many progress lines, evenly spaced, always the last epoch.
     """
     _check_common(model, train_loader, "fit")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"fit: epochs must be a positive int; got {epochs!r}")
-    if isinstance(max_lines, bool) or not isinstance(max_lines, int) or max_lines < 1:
-        raise ValueError(f"fit: max_lines must be a positive int; got {max_lines!r}")
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ValueError(f"fit: clip_grad_norm must be positive or None; got {clip_grad_norm!r}")
+    epochs = _v.integer("epochs", epochs, caller="fit", minimum=1)
+    max_lines = _v.integer("max_lines", max_lines, caller="fit", minimum=1)
+    _v.boolean("verbose", verbose, caller="fit")
+    if clip_grad_norm is not None:
+        _v.real("clip_grad_norm", clip_grad_norm, caller="fit", low=0.0, low_open=True)
     device = device or default_device()
     model.to(device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -240,13 +298,13 @@ def fit(
             history.val_acc.append(v_acc)
         history.seconds.append(time.perf_counter() - start)
         if verbose and (epoch % step == 0 or epoch == epochs):
-            line = f"epoch {epoch:>{width}}/{epochs}  train loss {loss:.4f}"
+            line = f"epoch {epoch:>{width}}/{epochs}  train loss {format_loss(loss)}"
             if not math.isnan(acc):
-                line += f" acc {_fmt(acc, True)}"
+                line += f" acc {format_percent(acc)}"
             if val_loader is not None:
-                line += f" | val loss {history.val_loss[-1]:.4f}"
+                line += f" | val loss {format_loss(history.val_loss[-1])}"
                 if not math.isnan(history.val_acc[-1]):
-                    line += f" acc {_fmt(history.val_acc[-1], True)}"
+                    line += f" acc {format_percent(history.val_acc[-1])}"
             print(line)
     return history
 
@@ -258,6 +316,5 @@ def format_seconds(seconds: float) -> str:
     that this text changes from run to run; show timings only in this format so nothing
     else needs to be ignored.
     """
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-        raise ValueError(f"format_seconds: seconds must be a non-negative number; got {seconds!r}")
+    seconds = _v.real("seconds", seconds, caller="format_seconds", low=0.0)
     return f"{seconds:.2f} s (wall clock)"

@@ -27,7 +27,8 @@ import math
 import torch
 from torch import nn
 
-from dlkb.utils import check_type
+from dlkb import _validate as _v
+from dlkb.utils import eval_mode
 
 __all__ = [
     "scaled_dot_product_attention",
@@ -40,24 +41,15 @@ __all__ = [
 ]
 
 
-def _check_positive_int(name: str, value: object, caller: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{caller}: {name} must be int; got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{caller}: {name} must be a positive int; got {value}")
-
-
 def _check_float_tensor(name: str, value: object, caller: str, min_ndim: int) -> None:
-    check_type(name, value, torch.Tensor, caller=caller)
-    if not value.is_floating_point():
-        raise TypeError(f"{caller}: {name} must be a floating-point tensor; got dtype {value.dtype}")
+    _v.tensor(name, value, caller=caller, dtype="floating")
     if value.ndim < min_ndim:
         raise ValueError(f"{caller}: {name} must have at least {min_ndim} dimensions; got shape {tuple(value.shape)}")
 
 
 def _check_mask(mask: object, target: tuple[int, ...], caller: str, name: str = "mask") -> None:
     """A boolean tensor that broadcasts to ``target`` without growing ``target``."""
-    check_type(name, mask, torch.Tensor, caller=caller)
+    _v.instance(name, mask, caller=caller, types=torch.Tensor)
     if mask.dtype != torch.bool:
         raise TypeError(
             f"{caller}: {name} must be a boolean tensor (True = may attend); got dtype {mask.dtype}. "
@@ -140,7 +132,7 @@ def causal_mask(size: int, *, device: torch.device | str | None = None) -> torch
     Returns:
         Tensor[L, L] of bool, ``True`` on and below the diagonal.
     """
-    _check_positive_int("size", size, "causal_mask")
+    _v.integer("size", size, caller="causal_mask", minimum=1)
     return torch.ones(size, size, dtype=torch.bool, device=device).tril()
 
 
@@ -159,8 +151,8 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int) -> torch.Tensor:
         Tensor[max_len, d_model] (float32).
     """
     caller = "sinusoidal_positional_encoding"
-    _check_positive_int("max_len", max_len, caller)
-    _check_positive_int("d_model", d_model, caller)
+    _v.integer("max_len", max_len, caller=caller, minimum=1)
+    _v.integer("d_model", d_model, caller=caller, minimum=1)
     if d_model % 2:
         raise ValueError(f"{caller}: d_model must be even (sin/cos pairs); got {d_model}")
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # [L, 1]
@@ -191,9 +183,9 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, bias: bool = True) -> None:
         super().__init__()
         caller = "MultiHeadAttention"
-        _check_positive_int("d_model", d_model, caller)
-        _check_positive_int("num_heads", num_heads, caller)
-        check_type("bias", bias, bool, caller=caller)
+        _v.integer("d_model", d_model, caller=caller, minimum=1)
+        _v.integer("num_heads", num_heads, caller=caller, minimum=1)
+        _v.boolean("bias", bias, caller=caller)
         if d_model % num_heads:
             raise ValueError(f"{caller}: d_model must be divisible by num_heads; got {d_model} and {num_heads}")
         self.d_model = d_model
@@ -239,7 +231,7 @@ class MultiHeadAttention(nn.Module):
         s = key.shape[1]  # S
         h, d = self.num_heads, self.head_dim
         if mask is not None:
-            check_type("mask", mask, torch.Tensor, caller=caller)
+            _v.instance("mask", mask, caller=caller, types=torch.Tensor)
             if mask.ndim == 3:  # (N, L, S) or (N, 1, S): one mask per sequence, shared by the heads
                 mask = mask.unsqueeze(1)  # [N, 1, L|1, S]
             _check_mask(mask, (n, h, l, s), caller)
@@ -252,13 +244,11 @@ class MultiHeadAttention(nn.Module):
 
 
 def _check_layer_args(caller: str, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
-    _check_positive_int("d_model", d_model, caller)
-    _check_positive_int("num_heads", num_heads, caller)
-    _check_positive_int("dim_feedforward", dim_feedforward, caller)
-    check_type("dropout", dropout, (int, float), caller=caller)
-    if isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"{caller}: dropout must be in [0, 1); got {dropout!r}")
-    check_type("norm_first", norm_first, bool, caller=caller)
+    _v.integer("d_model", d_model, caller=caller, minimum=1)
+    _v.integer("num_heads", num_heads, caller=caller, minimum=1)
+    _v.integer("dim_feedforward", dim_feedforward, caller=caller, minimum=1)
+    _v.real("dropout", dropout, caller=caller, low=0.0, high=1.0, high_open=True)
+    _v.boolean("norm_first", norm_first, caller=caller)
     if d_model % num_heads:
         raise ValueError(f"{caller}: d_model must be divisible by num_heads; got {d_model} and {num_heads}")
 
@@ -426,12 +416,12 @@ class Seq2SeqTransformer(nn.Module):
             ("num_decoder_layers", num_decoder_layers),
             ("max_len", max_len),
         ):
-            _check_positive_int(name, value, caller)
+            _v.integer(name, value, caller=caller, minimum=1)
         _check_layer_args(caller, d_model, num_heads, dim_feedforward, dropout, norm_first)
         if d_model % 2:
             raise ValueError(f"{caller}: d_model must be even for the sinusoidal encoding; got {d_model}")
         if pad_idx is not None:
-            check_type("pad_idx", pad_idx, int, caller=caller)
+            _v.integer("pad_idx", pad_idx, caller=caller)
             if not 0 <= pad_idx < min(src_vocab_size, tgt_vocab_size):
                 raise ValueError(
                     f"{caller}: pad_idx must be a token of both vocabularies, in [0, "
@@ -458,7 +448,7 @@ class Seq2SeqTransformer(nn.Module):
         self.generator = nn.Linear(d_model, tgt_vocab_size)
 
     def _check_tokens(self, name: str, tokens: object, vocab: int, caller: str) -> None:
-        check_type(name, tokens, torch.Tensor, caller=caller)
+        _v.instance(name, tokens, caller=caller, types=torch.Tensor)
         if tokens.dtype != torch.long:
             raise TypeError(f"{caller}: {name} must be a tensor of token ids (torch.long); got dtype {tokens.dtype}")
         if tokens.ndim != 2 or tokens.shape[1] == 0:
@@ -523,21 +513,20 @@ class Seq2SeqTransformer(nn.Module):
             Tensor[N, max_len] of long: the generated tokens, without BOS.
         """
         caller = "Seq2SeqTransformer.greedy_decode"
-        _check_positive_int("max_len", max_len, caller)
+        _v.integer("max_len", max_len, caller=caller, minimum=1)
         if max_len + 1 > self.max_len:
             raise ValueError(f"{caller}: max_len + 1 (with BOS) must be ≤ {self.max_len}; got {max_len + 1}")
         vocab = self.tgt_embed.num_embeddings
         for name, idx in (("bos_idx", bos_idx), ("eos_idx", eos_idx)):
             if idx is None and name == "eos_idx":
                 continue
-            check_type(name, idx, int, caller=caller)
+            _v.integer(name, idx, caller=caller)
             if not 0 <= idx < vocab:
                 raise ValueError(f"{caller}: {name} must be in [0, {vocab}); got {idx}")
-        was_training = self.training
-        self.eval()
         filler = self.pad_idx if self.pad_idx is not None else eos_idx
-        # `with`, not the @torch.no_grad() decorator, so that inspect finds this file for show_source
-        with torch.no_grad():
+        # `with`, not the @torch.no_grad() decorator, so that inspect finds this file for show_source;
+        # eval_mode restores the previous mode even if decoding raises.
+        with torch.no_grad(), eval_mode(self):
             memory = self.encode(src)  # [N, S, E]
             out = torch.full((src.shape[0], 1), bos_idx, dtype=torch.long, device=src.device)  # [N, 1]
             done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
@@ -549,7 +538,6 @@ class Seq2SeqTransformer(nn.Module):
                 out = torch.cat([out, next_token[:, None]], dim=1)
                 if eos_idx is not None and bool(done.all()):
                     break
-        self.train(was_training)
         tokens = out[:, 1:]
         if tokens.shape[1] < max_len:  # stopped early: every sequence has finished
             pad = torch.full((tokens.shape[0], max_len - tokens.shape[1]), filler, dtype=torch.long, device=src.device)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["set_seed", "device", "count_parameters", "check_type", "check_choice"]
+from dlkb import _validate as _v
+
+__all__ = ["set_seed", "device", "count_parameters", "eval_mode"]
 
 
 def set_seed(seed: int) -> None:
@@ -26,11 +30,7 @@ def set_seed(seed: int) -> None:
         TypeError: if ``seed`` is not an ``int`` (``bool`` is refused too).
         ValueError: if ``seed`` is outside ``[0, 2**32)``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"set_seed: seed must be an int; got {type(seed).__name__}")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"set_seed: seed must be in [0, 2**32); got {seed}")
-    seed = int(seed)
+    seed = _v.integer("seed", seed, caller="set_seed", minimum=0, maximum=2**32 - 1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -45,19 +45,22 @@ def device() -> torch.device:
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     """Number of scalar parameters of ``model`` (only those with ``requires_grad`` by default)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"count_parameters: model must be an nn.Module; got {type(model).__name__}")
+    _v.module("model", model, caller="count_parameters")
+    _v.boolean("trainable_only", trainable_only, caller="count_parameters")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def check_type(name: str, value: object, expected: type | tuple[type, ...], *, caller: str) -> None:
-    """Raise ``TypeError`` naming ``caller`` and argument ``name`` unless ``value`` has type ``expected``."""
-    if not isinstance(value, expected):
-        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        raise TypeError(f"{caller}: {name} must be {names}; got {type(value).__name__}")
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for a ``with`` block, then restore its previous mode.
 
-
-def check_choice(name: str, value: object, choices: tuple, *, caller: str) -> None:
-    """Raise ``ValueError`` naming ``caller`` and ``name`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{caller}: {name} must be one of {choices}; got {value!r}")
+    The previous mode comes back even when the block raises, so a failed call never
+    leaves a model silently in eval mode (with dropout off and BatchNorm frozen).
+    """
+    _v.module("model", model, caller="eval_mode")
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
