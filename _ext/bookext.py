@@ -19,10 +19,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
-import tempfile
 from pathlib import Path
 
 from sphinx.application import Sphinx
@@ -31,20 +31,17 @@ from sphinx.util import logging as sphinx_logging
 
 LOGGER = sphinx_logging.getLogger(__name__)
 
-# Mirrors tools/nbtool.py ALLOWED_TAGS (tests/test_book.py checks they agree).
-ALLOWED_TAGS = frozenset(
-    {
-        "lang-zh",
-        "lang-en",
-        "remove-cell",
-        "remove-input",
-        "remove-output",
-        "hide-input",
-        "hide-output",
-        "hide-cell",
-        "raises-exception",
-    }
-)
+
+def _load_allowed_tags() -> frozenset[str]:
+    """The one list of cell tags lives in tools/nbtool.py; load it from there by path."""
+    path = Path(__file__).resolve().parents[1] / "tools" / "nbtool.py"
+    spec = importlib.util.spec_from_file_location("_dlkb_nbtool", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ALLOWED_TAGS
+
+
+ALLOWED_TAGS = _load_allowed_tags()
 LANG_ATTR = {"lang-zh": "zh-Hans", "lang-en": "en"}
 HEADING = re.compile(r"^#{1,6} ", re.M)
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -95,10 +92,12 @@ def on_config_inited(app: Sphinx, config) -> None:
     if glossary.is_file():
         logging.getLogger("jieba").setLevel(logging.WARNING)
         terms = glossary_terms(glossary)
-        handle = tempfile.NamedTemporaryFile("w", suffix=".jieba.txt", delete=False, encoding="utf-8")
-        with handle:
-            handle.write("".join(f"{t}\n" for t in terms))
-        config.html_search_options = {**(config.html_search_options or {}), "dict": handle.name}
+        # Inside the build's doctree folder (not the system temp dir): one file, rewritten
+        # by each build and removed with the build.
+        path = Path(app.doctreedir) / "dlkb-jieba-dict.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{t}\n" for t in terms), encoding="utf-8")
+        config.html_search_options = {**(config.html_search_options or {}), "dict": str(path)}
 
 
 def on_builder_inited(app: Sphinx) -> None:

@@ -64,8 +64,22 @@ def test_every_notebook_is_in_the_toc_and_every_entry_exists():
     assert not missing, f"notebooks missing from _toc.yml: {missing}"
 
 
-def test_allowed_tags_agree_between_tool_and_extension():
+def test_allowed_tags_are_defined_once():
     assert nbtool.ALLOWED_TAGS == bookext.ALLOWED_TAGS
+    assert '"raises-exception"' not in Path(bookext.__file__).read_text(encoding="utf-8")  # imported, not copied
+
+
+def test_search_dictionary_is_written_into_the_build_not_the_temp_dir(tmp_path, root):
+    import tempfile
+    from types import SimpleNamespace
+
+    before = set(Path(tempfile.gettempdir()).glob("*.jieba.txt"))
+    app = SimpleNamespace(srcdir=str(root), doctreedir=str(tmp_path / ".doctrees"))
+    config = SimpleNamespace(html_search_options=None)
+    bookext.on_config_inited(app, config)
+    path = Path(config.html_search_options["dict"])
+    assert path.parent == tmp_path / ".doctrees" and "损失函数" in path.read_text(encoding="utf-8").split()
+    assert set(Path(tempfile.gettempdir()).glob("*.jieba.txt")) == before
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)

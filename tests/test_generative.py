@@ -14,6 +14,8 @@ from dlkb.generative import (
     MaskedConv2d,
     PixelCNN,
     cycle_consistency_loss,
+    gan_discriminator_loss,
+    gan_generator_loss,
     gaussian_kl,
     gradient_penalty,
     js_divergence,
@@ -25,6 +27,8 @@ from dlkb.generative import (
     train_ring_gan,
     vae_loss,
     wasserstein_1d,
+    wgan_critic_loss,
+    wgan_generator_loss,
 )
 
 
@@ -321,6 +325,95 @@ def test_pixelcnn_stack_is_causal_and_sampler_fills_images():
     assert samples.shape == (3, 1, 4, 4) and set(samples.unique().tolist()) <= {0.0, 1.0}
 
 
+class _FixedLogits(nn.Module):
+    """Independent pixels: logit[i, j] whatever the input (a model with known conditionals)."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(logits, requires_grad=False)  # [H, W]
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], 1, *self.logits.shape)
+
+
+class _CopyPrevious(nn.Module):
+    """P(x_1 = 1) = p_first; every later pixel copies the pixel before it in raster order."""
+
+    def __init__(self, p_first):
+        super().__init__()
+        self.first = nn.Parameter(torch.tensor(math.log(p_first / (1 - p_first))), requires_grad=False)
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        flat = x.reshape(n, h * w)
+        logits = 40.0 * flat.roll(1, dims=1) - 20.0  # +20 after a 1, -20 after a 0
+        logits[:, 0] = self.first
+        return logits.reshape(n, 1, h, w)
+
+
+def test_pixelcnn_sample_draws_from_the_model_conditionals():
+    # Independent pixels: the frequency of ones matches sigmoid(logit) pixel by pixel.
+    probs = torch.tensor([[0.1, 0.5, 0.9], [0.3, 0.7, 0.05]])
+    n = 4000
+    samples = pixelcnn_sample(_FixedLogits(torch.logit(probs)), n, (2, 3), generator=torch.Generator().manual_seed(1))
+    freq = samples.mean(dim=0)[0]  # [2, 3]
+    tolerance = 4 * torch.sqrt(probs * (1 - probs) / n)  # 4 standard errors
+    assert ((freq - probs).abs() < tolerance).all(), (freq, probs)
+    # Sequential conditioning: each pixel is drawn given the pixels already drawn, in raster order,
+    # so a model that copies the previous pixel yields only constant images, all-ones with P = p_first.
+    samples = pixelcnn_sample(_CopyPrevious(0.3), n, (3, 4), generator=torch.Generator().manual_seed(2))
+    flat = samples.reshape(n, -1)
+    assert torch.equal(flat.min(dim=1).values, flat.max(dim=1).values)  # every image constant
+    ones = flat[:, 0].mean().item()
+    assert abs(ones - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n)
+
+
+def test_pixelcnn_sample_restores_the_model_mode_and_validates():
+    model = _FixedLogits(torch.zeros(2, 2)).train()
+    pixelcnn_sample(model, 2, (2, 2))
+    assert model.training
+    with pytest.raises(ValueError, match=r"pixelcnn_sample: n must be >= 1; got 0"):
+        pixelcnn_sample(model, 0, (2, 2))
+    with pytest.raises(ValueError, match=r"pixelcnn_sample: size must be >= 1; got \(2, 0\)"):
+        pixelcnn_sample(model, 1, (2, 0))
+
+
+# ---------------------------------------------------------------- GAN and WGAN losses
+
+
+def test_gan_losses_are_binary_cross_entropy(generator):
+    real = torch.randn(3, 16, generator=generator, dtype=torch.float64, requires_grad=True)  # [runs, B] logits
+    fake = torch.randn(3, 16, generator=generator, dtype=torch.float64, requires_grad=True)
+    ours = gan_discriminator_loss(real, fake)
+    ref = torch.stack([
+        F.binary_cross_entropy_with_logits(real[s], torch.ones(16, dtype=torch.float64))
+        + F.binary_cross_entropy_with_logits(fake[s], torch.zeros(16, dtype=torch.float64))
+        for s in range(3)
+    ])
+    torch.testing.assert_close(ours, ref)
+    g_ours = torch.autograd.grad(ours.sum(), (real, fake))
+    g_ref = torch.autograd.grad(ref.sum(), (real, fake))
+    torch.testing.assert_close(g_ours, g_ref)
+    gen = gan_generator_loss(fake)
+    torch.testing.assert_close(gen, F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake), reduction="none").mean(-1))
+    # Finite for saturated logits (softplus, not log(sigmoid)).
+    assert torch.isfinite(gan_discriminator_loss(torch.tensor([-200.0]), torch.tensor([200.0]))).all()
+    assert torch.autograd.gradcheck(gan_discriminator_loss, (real[:, :4].detach().requires_grad_(), fake[:, :4].detach().requires_grad_()))
+
+
+def test_wgan_losses(generator):
+    real = torch.randn(2, 8, generator=generator)
+    fake = torch.randn(2, 8, generator=generator)
+    torch.testing.assert_close(wgan_critic_loss(real, fake), fake.mean(1) - real.mean(1))
+    torch.testing.assert_close(wgan_generator_loss(fake), -fake.mean(1))
+    with pytest.raises(ValueError, match=r"wgan_critic_loss: fake_scores must have the same shape as real_scores \(2, 8\); got \(2, 7\)"):
+        wgan_critic_loss(real, fake[:, :7])
+    with pytest.raises(TypeError, match=r"gan_generator_loss: fake_logits must be a floating-point tensor; got dtype torch.int64"):
+        gan_generator_loss(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"gan_discriminator_loss: real_logits must not be empty; got shape \(0,\)"):
+        gan_discriminator_loss(torch.zeros(0), torch.zeros(0))
+
+
 # ---------------------------------------------------------------- ring GAN trainer
 
 
@@ -349,7 +442,11 @@ def test_train_ring_gan_is_reproducible_and_validated():
         r = train_ring_gan(kind, runs=2, steps=2, batch_size=8, seed=0)
         assert r.snapshots[2].shape == (2, 512, 2) and torch.isfinite(r.critic_losses).all()
     wgan = train_ring_gan("wgan", runs=1, steps=2, batch_size=8)
-    assert max(p.abs().max().item() for p in wgan.generator.parameters()) > 0.01  # only the critic is clipped
+    critic_max = max(p.abs().max().item() for p in wgan.critic.parameters())
+    assert critic_max == pytest.approx(0.01)  # the critic is clipped to [-0.01, 0.01], and the clip is reached
+    assert max(p.abs().max().item() for p in wgan.generator.parameters()) > 0.01  # ... and only the critic
+    gan = train_ring_gan("gan", runs=1, steps=2, batch_size=8)
+    assert max(p.abs().max().item() for p in gan.critic.parameters()) > 0.01  # no clipping without WGAN
     with pytest.raises(ValueError, match=r"train_ring_gan: kind must be one of \('gan', 'wgan', 'wgan-gp'\); got 'vae'"):
         train_ring_gan("vae")
     with pytest.raises(ValueError, match=r"train_ring_gan: runs must be >= 1; got 0"):

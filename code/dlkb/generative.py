@@ -572,12 +572,14 @@ class RingGANResult:
 
     Attributes:
         generator: an :class:`EnsembleMLP` holding one generator per seed.
+        critic: the :class:`EnsembleMLP` of the discriminators (GAN) or critics (WGAN).
         snapshots: step -> Tensor[S, 512, 2], samples of each run from fixed noise.
         critic_losses: Tensor[steps, S] of the last critic (discriminator) loss per step,
             without the gradient penalty for ``"wgan-gp"``.
     """
 
     generator: nn.Module
+    critic: nn.Module | None = None
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     critic_losses: torch.Tensor | None = None
 
@@ -650,7 +652,7 @@ def train_ring_gan(
     def critic(x: torch.Tensor) -> torch.Tensor:  # [S * B, 2] -> [S * B]; for the gradient penalty
         return D(x.reshape(runs, -1, 2)).reshape(-1)
 
-    result = RingGANResult(generator=G)
+    result = RingGANResult(generator=G, critic=D)
     fixed_z = noise(512)
     losses = torch.zeros(steps, runs)
     for step in range(1, steps + 1):
