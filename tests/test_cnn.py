@@ -222,11 +222,9 @@ def measured_field(layers, size=64):
     mods = [nn.Conv2d(1, 1, layer[0], layer[1], dilation=layer[2] if len(layer) == 3 else 1, bias=False) for layer in layers]
     for m in mods:
         nn.init.constant_(m.weight, 1.0)
-    x = torch.ones(1, 1, size, size, requires_grad=True)
-    y = nn.Sequential(*mods)(x)
-    y[0, 0, y.shape[2] // 2, y.shape[3] // 2].backward()
-    rows = torch.nonzero(x.grad[0, 0].abs().sum(1)).flatten()
-    return int(rows.max() - rows.min() + 1)
+    h, w, grad_map = cnn.measured_receptive_field(nn.Sequential(*mods), size, generator=torch.Generator().manual_seed(0))
+    assert h == w and grad_map.shape == (size, size)
+    return h
 
 
 @pytest.mark.parametrize(
@@ -591,8 +589,19 @@ def test_dropout_errors():
         cnn.dropout(torch.ones(3, dtype=torch.long), 0.5)
 
 
-def test_public_api_is_exactly_the_issue():
+def test_public_api_is_the_issue_plus_the_measurement_helper():
     assert set(cnn.__all__) == {
-        "conv2d", "conv_transpose2d", "conv_output_size", "conv_transpose_output_size", "receptive_field",
+        "conv2d", "conv_transpose2d", "conv_output_size", "conv_transpose_output_size", "receptive_field", "measured_receptive_field",
         "DepthwiseSeparableConv2d", "deform_conv2d", "batch_norm", "layer_norm", "instance_norm", "group_norm", "dropout",
     }
+
+
+def test_measured_receptive_field_finds_a_known_window():
+    conv = nn.Conv2d(2, 3, (3, 5), bias=False)
+    nn.init.constant_(conv.weight, 1.0)
+    h, w, grad_map = cnn.measured_receptive_field(conv, 9, in_channels=2)
+    assert (h, w) == (3, 5) and int((grad_map > 0).sum()) == 15
+    with pytest.raises(ValueError, match=r"measured_receptive_field: size must be >= 1; got 0"):
+        cnn.measured_receptive_field(conv, 0)
+    with pytest.raises(TypeError, match=r"measured_receptive_field: model must be an nn.Module; got str"):
+        cnn.measured_receptive_field("conv")

@@ -21,6 +21,7 @@ from dlkb.generative import (
     js_divergence,
     kl_divergence,
     mode_coverage,
+    pixel_dependence,
     pixelcnn_sample,
     reparameterize,
     ring_of_gaussians,
@@ -269,15 +270,7 @@ def test_cycle_consistency_loss_is_l1(generator):
 
 
 def _dependence(model, h=7, w=7, channels=1):
-    """dep[i, j] = boolean map of the input pixels that output (i, j) depends on."""
-    x = torch.randn(1, channels, h, w, dtype=torch.float64, requires_grad=True)
-    out = model(x)
-    dep = torch.zeros(h, w, h, w, dtype=torch.bool)
-    for i in range(h):
-        for j in range(w):
-            (g,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True)
-            dep[i, j] = g[0].abs().sum(0) > 0
-    return dep
+    return pixel_dependence(model, (h, w), channels=channels)
 
 
 @pytest.mark.parametrize("mask_type", ["A", "B"])

@@ -15,20 +15,10 @@ from dlkb.transformer import (
     TransformerDecoderLayer,
     TransformerEncoderLayer,
     causal_mask,
+    load_torch_weights,
     scaled_dot_product_attention,
     sinusoidal_positional_encoding,
 )
-
-
-def copy_mha(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
-    """Copy nn.MultiheadAttention's packed in_proj (q, k, v stacked) and out_proj into ours."""
-    e = ours.d_model
-    with torch.no_grad():
-        for i, lin in enumerate((ours.w_q, ours.w_k, ours.w_v)):
-            lin.weight.copy_(ref.in_proj_weight[i * e : (i + 1) * e])
-            lin.bias.copy_(ref.in_proj_bias[i * e : (i + 1) * e])
-        ours.w_o.weight.copy_(ref.out_proj.weight)
-        ours.w_o.bias.copy_(ref.out_proj.bias)
 
 
 # ---------------------------------------------------------------- scaled_dot_product_attention
@@ -186,7 +176,7 @@ def test_positional_encoding_bad_inputs():
 def _mha_pair(e: int = 8, h: int = 2):
     ref = nn.MultiheadAttention(e, h, batch_first=True)
     ours = MultiHeadAttention(e, h)
-    copy_mha(ours, ref)
+    load_torch_weights(ours, ref)
     return ours, ref
 
 
@@ -284,22 +274,12 @@ def test_mha_bad_inputs():
 # ---------------------------------------------------------------- encoder and decoder layers
 
 
-def _copy_layer(ours, ref) -> None:
-    copy_mha(ours.self_attn, ref.self_attn)
-    if hasattr(ref, "multihead_attn"):
-        copy_mha(ours.cross_attn, ref.multihead_attn)
-    ours.load_state_dict(
-        {k: v for k, v in ref.state_dict().items() if k.split(".")[0] in {"linear1", "linear2", "norm1", "norm2", "norm3"}},
-        strict=False,
-    )
-
-
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_layer_matches_torch(generator, norm_first):
     torch.manual_seed(0)
     ref = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True, norm_first=norm_first)
     ours = TransformerEncoderLayer(8, 2, 16, norm_first=norm_first)
-    _copy_layer(ours, ref)
+    load_torch_weights(ours, ref)
     with torch.no_grad():  # make LayerNorm's affine parameters non-trivial
         for a, b in ((ours.norm1, ref.norm1), (ours.norm2, ref.norm2)):
             a.weight.uniform_(0.5, 1.5), a.bias.uniform_(-0.5, 0.5)
@@ -315,7 +295,7 @@ def test_decoder_layer_matches_torch(generator, norm_first):
     torch.manual_seed(0)
     ref = nn.TransformerDecoderLayer(8, 4, 16, dropout=0.0, batch_first=True, norm_first=norm_first)
     ours = TransformerDecoderLayer(8, 4, 16, norm_first=norm_first)
-    _copy_layer(ours, ref)
+    load_torch_weights(ours, ref)
     x = torch.randn(4, 2, 8, generator=generator).transpose(0, 1)  # non-contiguous [2, 4, 8]
     mem = torch.randn(2, 6, 8, generator=generator)
     keep = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]], dtype=torch.bool)
@@ -441,3 +421,12 @@ def test_seq2seq_bad_inputs():
         m.greedy_decode(src, 4, bos_idx=1, eos_idx=11)
     with pytest.raises(TypeError, match=r"greedy_decode: bos_idx must be an int; got float"):
         m.greedy_decode(src, 4, bos_idx=1.0)
+
+
+def test_load_torch_weights_validates():
+    with pytest.raises(TypeError, match=r"load_torch_weights: ref must be MultiheadAttention; got Linear"):
+        load_torch_weights(MultiHeadAttention(8, 2), nn.Linear(8, 8))
+    with pytest.raises(ValueError, match=r"load_torch_weights: ref must have embed_dim 8 and num_heads 2; got 8 and 4"):
+        load_torch_weights(MultiHeadAttention(8, 2), nn.MultiheadAttention(8, 4))
+    with pytest.raises(TypeError, match=r"load_torch_weights: ours must be MultiHeadAttention or TransformerEncoderLayer"):
+        load_torch_weights(nn.Linear(2, 2), nn.Linear(2, 2))

@@ -37,6 +37,7 @@ __all__ = [
     "conv_output_size",
     "conv_transpose_output_size",
     "receptive_field",
+    "measured_receptive_field",
     "deform_conv2d",
     "batch_norm",
     "layer_norm",
@@ -216,6 +217,33 @@ def receptive_field(layers: Sequence[tuple[int, ...]]) -> int:
     return field
 
 
+def measured_receptive_field(
+    model: nn.Module, size: int = 64, *, in_channels: int = 1, generator: torch.Generator | None = None
+) -> tuple[int, int, torch.Tensor]:
+    """Measure the receptive field of the centre output unit of ``model`` with autograd.
+
+    Feeds a random Tensor[1, in_channels, size, size], back-propagates from the centre
+    unit of the first output channel, and returns the height and width of the bounding
+    box of input pixels with a non-zero gradient, and that gradient map (summed over
+    input channels, Tensor[size, size]). A weight that happens to be zero can hide
+    pixels, so give the model non-zero weights when comparing with
+    :func:`receptive_field`.
+    """
+    caller = "measured_receptive_field"
+    _v.module("model", model, caller=caller)
+    size = _v.integer("size", size, caller=caller, minimum=1)
+    in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+    if generator is not None:
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None else torch.float32
+    x = torch.rand(1, in_channels, size, size, generator=generator, dtype=dtype)
+    x = x.to(param.device if param is not None else "cpu").requires_grad_(True)
+    y = model(x)  # [1, C_out, Ho, Wo]
+    (grad,) = torch.autograd.grad(y[0, 0, y.shape[2] // 2, y.shape[3] // 2], x)
+    grad_map = grad[0].abs().sum(0)  # [size, size]
+    rows, cols = torch.nonzero(grad_map, as_tuple=True)
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1), grad_map
 # ---------------------------------------------------------------------------
 # Convolution and its transpose
 # ---------------------------------------------------------------------------

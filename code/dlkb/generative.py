@@ -36,6 +36,7 @@ __all__ = [
     "MaskedConv2d",
     "PixelCNN",
     "pixelcnn_sample",
+    "pixel_dependence",
     "VAE",
     "vae_loss",
     "EnsembleMLP",
@@ -463,6 +464,31 @@ def pixelcnn_sample(
                 u = torch.rand(n, generator=generator, device=generator.device if generator is not None else device)
                 x[:, 0, i, j] = (u.to(device) < p).float()
     return x
+
+
+def pixel_dependence(model: nn.Module, size: int | tuple[int, int], *, channels: int = 1) -> torch.Tensor:
+    """Which input pixels each output pixel depends on, found with autograd.
+
+    ``dep[i, j]`` is a boolean Tensor[H, W] marking the input pixels whose gradient
+    with respect to output (i, j) (summed over output channels) is non-zero. For a
+    causal (autoregressive) model, ``dep[i, j]`` may only mark pixels before (i, j)
+    in raster order. The model runs in float64 on a random input.
+
+    Returns:
+        Tensor[H, W, H, W] of bool.
+    """
+    caller = "pixel_dependence"
+    _v.module("model", model, caller=caller)
+    h, w = _v.pair("size", size, caller=caller, minimum=1)
+    channels = _v.integer("channels", channels, caller=caller, minimum=1)
+    x = torch.randn(1, channels, h, w, dtype=torch.float64, requires_grad=True)
+    out = model(x)  # [1, C_out, H, W]
+    dep = torch.zeros(h, w, h, w, dtype=torch.bool)
+    for i in range(h):
+        for j in range(w):
+            (g,) = torch.autograd.grad(out[0, :, i, j].sum(), x, retain_graph=True)
+            dep[i, j] = g[0].abs().sum(0) > 0
+    return dep
 
 
 # ---------------------------------------------------------------- VAE

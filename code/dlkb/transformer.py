@@ -38,6 +38,7 @@ __all__ = [
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
     "Seq2SeqTransformer",
+    "load_torch_weights",
 ]
 
 
@@ -241,6 +242,51 @@ class MultiHeadAttention(nn.Module):
         out, weights = scaled_dot_product_attention(q, k, v, mask)  # [N, H, L, D], [N, H, L, S]
         out = out.transpose(1, 2).reshape(n, l, h * d)  # [N, L, E]; reshape copies the non-contiguous view
         return self.w_o(out), weights
+
+
+def load_torch_weights(ours: nn.Module, ref: nn.Module) -> None:
+    """Copy the weights of a PyTorch attention module or Transformer layer into ours.
+
+    ``nn.MultiheadAttention`` keeps W_q, W_k, W_v stacked in one ``in_proj_weight``
+    [3E, E] (and ``in_proj_bias`` [3E]); :class:`MultiHeadAttention` keeps three
+    ``nn.Linear``. The encoder and decoder layers use torch's sub-module names
+    (``linear1``, ``linear2``, ``norm1``...; the decoder's cross-attention is
+    ``multihead_attn`` in torch and ``cross_attn`` here).
+
+    Args:
+        ours: a :class:`MultiHeadAttention`, :class:`TransformerEncoderLayer` or
+            :class:`TransformerDecoderLayer`.
+        ref: the matching ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` or
+            ``nn.TransformerDecoderLayer`` of the same sizes.
+    """
+    caller = "load_torch_weights"
+    pairs = {
+        MultiHeadAttention: nn.MultiheadAttention,
+        TransformerEncoderLayer: nn.TransformerEncoderLayer,
+        TransformerDecoderLayer: nn.TransformerDecoderLayer,
+    }
+    _v.instance("ours", ours, caller=caller, types=tuple(pairs))
+    expected = pairs[type(ours)]
+    _v.instance("ref", ref, caller=caller, types=expected)
+    with torch.no_grad():
+        if isinstance(ours, MultiHeadAttention):
+            if ref.embed_dim != ours.d_model or ref.num_heads != ours.num_heads:
+                raise ValueError(
+                    f"{caller}: ref must have embed_dim {ours.d_model} and num_heads {ours.num_heads}; "
+                    f"got {ref.embed_dim} and {ref.num_heads}"
+                )
+            for lin, w, b in zip((ours.w_q, ours.w_k, ours.w_v), ref.in_proj_weight.chunk(3), ref.in_proj_bias.chunk(3)):
+                lin.weight.copy_(w)  # each [E, E]
+                lin.bias.copy_(b)
+            ours.w_o.weight.copy_(ref.out_proj.weight)
+            ours.w_o.bias.copy_(ref.out_proj.bias)
+            return
+        load_torch_weights(ours.self_attn, ref.self_attn)
+        if isinstance(ours, TransformerDecoderLayer):
+            load_torch_weights(ours.cross_attn, ref.multihead_attn)
+        for name in ("linear1", "linear2", "norm1", "norm2", "norm3"):
+            if hasattr(ref, name):
+                getattr(ours, name).load_state_dict(getattr(ref, name).state_dict())
 
 
 def _check_layer_args(caller: str, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
