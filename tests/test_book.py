@@ -96,6 +96,9 @@ def test_first_code_cell_is_the_canonical_setup_cell(path):
     assert text(code[0]) == nbtool.setup_cell_source(), "first code cell differs from `python tools/nbtool.py setup-cell`"
     assert code[0]["metadata"].get("tags") == ["remove-cell"]
     assert code[0]["outputs"] == [], "the setup cell must print nothing in CI"
+    hidden = [i for i, c in enumerate(code) if "remove-cell" in c.get("metadata", {}).get("tags", [])]
+    assert hidden == [0], f"only the setup cell may be removed from the page; also removed: code cells {hidden[1:]}"
+    assert not any(text(c).strip().startswith("# placeholder") for c in code), "a placeholder cell is left"
 
 
 def test_setup_cell_installs_from_the_configured_repository():

@@ -148,3 +148,40 @@ def test_every_dlkb_module_uses_the_one_validation_layer(root):
 def test_checks_that_were_missing(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _public_callables():
+    import importlib
+    import inspect
+
+    modules = ["augment", "classic", "cnn", "data", "generative", "losses", "models", "optim", "pooling", "rnn",
+               "train", "transformer", "utils", "plot", "show"]
+    for name in modules:
+        module = importlib.import_module(f"dlkb.{name}")
+        for attr in module.__all__:
+            obj = getattr(module, attr)
+            if callable(obj) and not (inspect.isclass(obj) and not issubclass(obj, (nn.Module, torch.optim.Optimizer))):
+                yield pytest.param(obj, id=f"{name}.{attr}")
+
+
+@pytest.mark.parametrize("fn", list(_public_callables()))
+def test_every_public_callable_names_itself_when_given_garbage(fn):
+    """Call with a string for every required argument: the error is a TypeError or ValueError
+    from dlkb's validation (naming the function), never an AttributeError deep inside."""
+    import inspect
+
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not params:
+        pytest.skip("no required argument")
+    if fn.__name__ == "bilingual":  # strings are its valid input
+        with pytest.raises(TypeError, match=r"^bilingual: zh must be str; got int$"):
+            fn(1, "en")
+        return
+    args = [p for p in params if p.kind != p.KEYWORD_ONLY]
+    kwargs = {p.name: "garbage" for p in params if p.kind == p.KEYWORD_ONLY}
+    with pytest.raises((TypeError, ValueError)) as info:
+        fn(*["garbage"] * len(args), **kwargs)
+    message = str(info.value)
+    owner = fn.__name__
+    assert message.startswith(owner) and ": " in message and " must " in message, message

@@ -110,16 +110,19 @@ def real(
     low_open: bool = False,
     high_open: bool = False,
     finite: bool = True,
+    allow_nan: bool = False,
 ) -> float:
     """A real number (int, float or NumPy scalar, never ``bool``) in the given range; returns ``float``.
 
     ``low``/``high`` bound the value, closed unless ``low_open``/``high_open``.
-    NaN is always refused; infinities are refused unless ``finite=False``.
+    NaN is refused unless ``allow_nan``; infinities are refused unless ``finite=False``.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{caller}: {name} must be a real number; got {type(value).__name__} {value!r}")
     x = float(value)
     if math.isnan(x):
+        if allow_nan:
+            return x
         raise ValueError(f"{caller}: {name} must be {'a finite number' if finite else 'a number, not NaN'}; got {x}")
     if finite and math.isinf(x):
         raise ValueError(f"{caller}: {name} must be a finite number; got {x}")

@@ -62,6 +62,21 @@ def _real(t: torch.Tensor) -> torch.Tensor:
 class _Base(Optimizer):
     """Checks every parameter group's hyper-parameters, including groups added later."""
 
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
+        caller = type(self).__name__
+        if isinstance(params, torch.Tensor):
+            raise TypeError(f"{caller}: params must be an iterable of tensors or of dicts (parameter groups); got a Tensor "
+                            "(wrap it in a list)")
+        if isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+            raise TypeError(f"{caller}: params must be an iterable of tensors or of dicts (parameter groups); "
+                            f"got {type(params).__name__}")
+        params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, (torch.Tensor, dict)):
+                raise TypeError(f"{caller}: params[{i}] must be a torch.Tensor or a dict (parameter group); "
+                                f"got {type(p).__name__}")
+        super().__init__(params, defaults)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1])

@@ -112,6 +112,5 @@ def use_book_style(*, dpi: int = 100) -> str:
 def bilingual(zh: str, en: str, *, sep: str = " ") -> str:
     """A figure label in both languages, Chinese first: ``bilingual("损失", "loss") == "损失 loss"``."""
     for name, value in (("zh", zh), ("en", en), ("sep", sep)):
-        if not isinstance(value, str):
-            raise TypeError(f"bilingual: {name} must be str; got {type(value).__name__}")
+        _v.instance(name, value, caller="bilingual", types=str)
     return f"{zh}{sep}{en}"

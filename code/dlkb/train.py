@@ -231,11 +231,13 @@ def format_loss(value: float) -> str:
     Printed logs carry only the precision an experiment supports, so that another CPU
     (other vector instructions, other summation order) prints the same text.
     """
+    value = _v.real("value", value, caller="format_loss", finite=False, allow_nan=True)
     return f"{value:#.3g}".rstrip(".") if math.isfinite(value) else str(value)
 
 
 def format_percent(value: float) -> str:
     """A fraction in [0, 1] printed as a percentage with one decimal: ``0.9312`` → ``" 93.1%"``."""
+    value = _v.real("value", value, caller="format_percent")
     return f"{100 * value:5.1f}%"
 
 

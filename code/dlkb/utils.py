@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -50,17 +48,20 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+class eval_mode:  # noqa: N801 - used like a function: ``with eval_mode(model):``
     """Put ``model`` in eval mode for a ``with`` block, then restore its previous mode.
 
     The previous mode comes back even when the block raises, so a failed call never
     leaves a model silently in eval mode (with dropout off and BatchNorm frozen).
     """
-    _v.module("model", model, caller="eval_mode")
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = _v.module("model", model, caller="eval_mode")
+
+    def __enter__(self) -> nn.Module:
+        self.was_training = self.model.training
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.model.train(self.was_training)
