@@ -308,6 +308,19 @@ def test_fixmatch_no_gradient_into_weak_and_mean_over_all(generator):
     torch.testing.assert_close(fl.fixmatch_loss(t, t.flip(0), threshold=0.3), torch.as_tensor(slow_fixmatch(t, t.flip(0), 0.3)))
 
 
+def test_fixmatch_threshold_is_inclusive():
+    # Softmax of (800, 0) is exactly 1.0 in float64: it passes threshold 1.0 (>=, not >).
+    weak = torch.tensor([[800.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    strong = torch.tensor([[0.5, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    assert torch.softmax(weak, dim=1).max().item() == 1.0
+    loss = fl.fixmatch_loss(weak, strong, threshold=1.0)
+    torch.testing.assert_close(loss, F.cross_entropy(strong[:1], torch.tensor([0])) / 2)
+    # Threshold 0.5 with a tie (0.5, 0.5): the maximum equals the threshold and counts.
+    torch.testing.assert_close(
+        fl.fixmatch_loss(weak, strong, threshold=0.5), F.cross_entropy(strong, torch.tensor([0, 0]), reduction="sum") / 2
+    )
+
+
 def test_fixmatch_validation():
     w = torch.zeros(3, 4)
     with pytest.raises(ValueError, match=r"fixmatch_loss: threshold must be in \[0.0, 1.0\]; got 1.5"):

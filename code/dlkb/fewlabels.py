@@ -301,23 +301,21 @@ def random_translate(x: torch.Tensor, max_shift: int, *, generator: torch.Genera
     """Shift each image of ``x`` (Tensor[N, C, H, W]) by its own random whole-pixel offset.
 
     Offsets ``dx, dy`` are drawn uniformly from ``-max_shift … max_shift``. The shift itself
-    is :func:`dlkb.augment.translate` (zeros fill the border), applied in two passes, first
-    along x then along y (zero-filled shifts compose exactly), each pass once per distinct
-    offset to the images that drew it: at most ``2 (2 max_shift + 1)`` calls, not one per image.
+    is :func:`dlkb.augment.translate` (zeros fill the border), in two passes, first along x
+    then along y (zero-filled shifts compose exactly): each pass shifts the whole batch by
+    every possible offset and picks, per image, the one it drew. That is ``2 (2 max_shift + 1)``
+    calls on the whole batch, and no loop over images.
     """
     caller = "random_translate"
     x = _v.tensor("x", x, caller=caller, ndim=4, dtype="floating")
     m = _v.integer("max_shift", max_shift, caller=caller, minimum=0)
     offsets = torch.randint(-m, m + 1, (x.shape[0], 2), generator=generator).to(x.device)  # [N, 2]: (dx, dy)
+    rows = torch.arange(x.shape[0], device=x.device)
     for axis in (0, 1):  # 0: horizontal (dx), 1: vertical (dy)
-        out = x.clone()
-        for shift in range(-m, m + 1):
-            if shift == 0:
-                continue
-            rows = offsets[:, axis] == shift  # [N] images that drew this offset
-            if rows.any():
-                out[rows] = translate(x[rows], shift, 0) if axis == 0 else translate(x[rows], 0, shift)
-        x = out
+        shifted = torch.stack(
+            [translate(x, s, 0) if axis == 0 else translate(x, 0, s) for s in range(-m, m + 1)]
+        )  # [2m + 1, N, C, H, W]
+        x = shifted[offsets[:, axis] + m, rows]  # [N, C, H, W]: each image with its own offset
     return x
 
 
