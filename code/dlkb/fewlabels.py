@@ -238,7 +238,7 @@ def effective_rank(z: torch.Tensor) -> torch.Tensor:
 def fixmatch_loss(
     logits_weak: torch.Tensor, logits_strong: torch.Tensor, *, threshold: float = 0.95
 ) -> torch.Tensor:
-    r"""FixMatch's unlabelled loss (Sohn et al. 2020, Eq. (2)).
+    r"""FixMatch's unlabelled loss :math:`\ell_u` (Sohn et al. 2020, Sec. 2.2).
 
     .. math::
         \ell_u = \frac{1}{B}\sum_{b=1}^{B} \mathbb 1[\max_k q_{bk} \ge \tau]\;
@@ -480,7 +480,7 @@ def train_pseudo_label(
 
     The pseudo-labels are recomputed at every step without gradient; :math:`\alpha(t)`
     is 0 before step :math:`T_1`, grows linearly to ``alpha_max`` at :math:`T_2` and
-    stays there (Lee 2013, Eq. (16), with :math:`\alpha_f = 3`). ``ramp`` defaults to
+    stays there (Lee 2013, with :math:`\alpha_f = 3`). ``ramp`` defaults to
     ``(steps // 5, 3 * steps // 5)``. Lee also uses dropout and a denoising auto-encoder
     pre-training, left out here. Returns the total loss of every step.
     """
