@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkb import _validate as _v
+from dlkb.train import train_steps
 from dlkb.augment import translate
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "sample_per_class",
     "transfer_model",
     "mlp_encoder",
-    "train_steps",
+    "train_supervised",
     "train_pseudo_label",
     "train_fixmatch",
     "linear_probe",
@@ -341,6 +342,7 @@ def weak_augment(x: torch.Tensor, *, generator: torch.Generator | None = None) -
     The paper flips and shifts by up to 12.5% (Sohn et al. 2020, Sec. 2.3); a flip
     changes what a digit means, so only the shift is kept.
     """
+    _v.tensor("x", x, caller="weak_augment", ndim=4, dtype="floating")
     return random_translate(x, 1, generator=generator)
 
 
@@ -351,6 +353,7 @@ def strong_augment(x: torch.Tensor, *, generator: torch.Generator | None = None)
     distortion: each image is shifted, a quarter of it is blanked out, and its
     intensities are multiplied by a factor drawn from U[0.5, 1.5] and clipped to [0, 1].
     """
+    _v.tensor("x", x, caller="strong_augment", ndim=4, dtype="floating")
     x = random_translate(x, 2, generator=generator)
     x = cutout(x, 4, generator=generator)
     gain = 0.5 + torch.rand(x.shape[0], 1, 1, 1, generator=generator).to(x.device)  # [N, 1, 1, 1]
@@ -423,7 +426,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> torc
     return torch.randperm(n, generator=generator)[:batch_size]
 
 
-def train_steps(
+def train_supervised(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -442,23 +445,23 @@ def train_steps(
     extraction trains only the new head); ``augment(x, generator=...)`` is applied to
     every batch.
     """
-    caller = "train_steps"
+    caller = "train_supervised"
     _v.module("model", model, caller=caller)
+    _v.tensor("x", x, caller=caller, dtype="floating", nonempty=True)
+    _v.tensor("y", y, caller=caller, dtype="integer", shape=(x.shape[0],))
     steps = _v.integer("steps", steps, caller=caller, minimum=1)
+    batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=1)
     device = next(model.parameters()).device
     x, y = x.to(device), y.to(device)
     optimizer = torch.optim.Adam(params if params is not None else model.parameters(), lr=lr)
     model.train()
-    losses = []
-    for _ in range(steps):
+
+    def batch_loss(step: int) -> torch.Tensor:  # a fresh random batch each step
         idx = _batches(x.shape[0], batch_size, generator).to(device)
         xb = x[idx] if augment is None else augment(x[idx], generator=generator)
-        loss = F.cross_entropy(model(xb), y[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        return F.cross_entropy(model(xb), y[idx])
+
+    return train_steps(batch_loss, optimizer, steps=steps)
 
 
 def train_pseudo_label(
@@ -570,6 +573,13 @@ def linear_probe(
     test_labels: torch.Tensor,
 ) -> float:
     """Test accuracy of a logistic regression on frozen features (standardized, scikit-learn, C = 1)."""
+    caller = "linear_probe"
+    for name, feats, labels in (("train", train_features, train_labels), ("test", test_features, test_labels)):
+        _v.tensor(f"{name}_features", feats, caller=caller, dtype="real", ndim=2, nonempty=True)
+        _v.tensor(f"{name}_labels", labels, caller=caller, dtype="integer", shape=(feats.shape[0],))
+    if test_features.shape[1] != train_features.shape[1]:
+        raise ValueError(f"{caller}: test_features must have {train_features.shape[1]} columns like train_features; "
+                         f"got {test_features.shape[1]}")
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
     from sklearn.pipeline import make_pipeline  # noqa: PLC0415
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
@@ -581,6 +591,9 @@ def linear_probe(
 
 def projection_mlp(in_features: int, hidden: int, out_features: int, *, last_bn: bool = False) -> nn.Sequential:
     """Linear → BN → ReLU → Linear (→ BN): the projection head of SimCLR and SimSiam, the predictor without ``last_bn``."""
+    for name, value in (("in_features", in_features), ("hidden", hidden), ("out_features", out_features)):
+        _v.integer(name, value, caller="projection_mlp", minimum=1)
+    _v.boolean("last_bn", last_bn, caller="projection_mlp")
     layers: list[nn.Module] = [nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, out_features)]
     if last_bn:
         layers.append(nn.BatchNorm1d(out_features))
