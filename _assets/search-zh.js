@@ -61,4 +61,22 @@
     return out;
   };
   window.splitQuery = window.dlkbSplitQuery;
+
+  // Result snippets: the page text still holds the TeX source of its formulas
+  // (MathJax typesets them only in the browser), e.g. "\\(\\alpha_t\\)". Show "…" there.
+  var MATH = /\\\([\s\S]*?\\\)|\\\[[\s\S]*?\\\]|\$\$[\s\S]*?\$\$/g;
+  window.dlkbStripMath = function (text) {
+    return text.replace(MATH, " … ").replace(/[ \t]{2,}/g, " ");
+  };
+  function patchSnippets() {
+    var search = typeof Search !== "undefined" ? Search : window.Search;
+    if (!search || !search.htmlToText || search.htmlToText.dlkbPatched) return;
+    var original = search.htmlToText;
+    search.htmlToText = function (html, anchor) {
+      return window.dlkbStripMath(original.call(this, html, anchor));
+    };
+    search.htmlToText.dlkbPatched = true;
+  }
+  patchSnippets();
+  document.addEventListener("DOMContentLoaded", patchSnippets);
 })();

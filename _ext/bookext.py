@@ -82,9 +82,115 @@ def wrap_language_cells(source: str, docname: str) -> str:
     return json.dumps(notebook, ensure_ascii=False)
 
 
+# ---------------------------------------------------------------- interview question bank
+
+BANK_DOC = "interview-bank"
+BANK_MARKER = "<!-- interview-bank: generated at build time by _ext/bookext.py -->"
+INTERVIEW_HEADING = re.compile(r"^##\s+面试题\s+Interview questions\s*$", re.M)
+QUESTION_START = {"lang-zh": re.compile(r"(?=\*\*问题 ?\d+[.．]\*\*)"), "lang-en": re.compile(r"(?=\*\*Question \d+\.\*\*)")}
+
+
+def _cell_text(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """Notebook docnames in the order of ``_toc.yml``."""
+    import yaml  # noqa: PLC0415 - a Jupyter Book dependency
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+    files = [entry["file"] for part in toc.get("parts", []) for entry in part.get("chapters", []) if "file" in entry]
+    return [f for f in files if (root / f"{f}.ipynb").is_file()]
+
+
+def interview_questions(path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """The chapter title and its interview questions as (zh, en) markdown pairs.
+
+    Questions live after the ``## 面试题 Interview questions`` heading, in lang-zh and
+    lang-en cells, each starting with ``**问题 N.**`` / ``**Question N.**``.
+    """
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    title = next(_cell_text(c).lstrip("# ").splitlines()[0] for c in cells if _cell_text(c).startswith("# "))
+    found = {"lang-zh": [], "lang-en": []}
+    inside = False
+    for cell in cells:
+        text = _cell_text(cell)
+        if cell["cell_type"] != "markdown":
+            continue
+        if text.lstrip().startswith("#"):
+            inside = bool(INTERVIEW_HEADING.search(text))
+            continue
+        lang = next((t for t in cell.get("metadata", {}).get("tags", []) if t in QUESTION_START), None)
+        if inside and lang:
+            found[lang] += [q.strip() for q in QUESTION_START[lang].split(text) if q.strip()]
+    if len(found["lang-zh"]) != len(found["lang-en"]):
+        raise ExtensionError(
+            f"bookext: {path.name} has {len(found['lang-zh'])} Chinese but {len(found['lang-en'])} English interview questions"
+        )
+    return title, list(zip(found["lang-zh"], found["lang-en"]))
+
+
+def interview_bank_markdown(root: Path) -> tuple[str, list[Path]]:
+    """The generated body of the question bank, and the notebooks it was read from."""
+    chapters = []
+    for doc in toc_chapters(root):
+        title, questions = interview_questions(root / f"{doc}.ipynb")
+        if questions:
+            chapters.append((doc, title, questions))
+    total = sum(len(q) for _, _, q in chapters)
+    lines = [
+        f'<div class="dlkb-bank" data-total="{total}">',
+        "",
+        '<div class="lang-zh" lang="zh-Hans">',
+        "",
+        f"共 {total} 道题，来自 {len(chapters)} 章：" + "，".join(f"{t.split(' ')[0]} {len(q)} 道" for _, t, q in chapters) + "。",
+        "",
+        "</div>",
+        "",
+        '<div class="lang-en" lang="en">',
+        "",
+        f"{total} questions from {len(chapters)} chapters.",
+        "",
+        "</div>",
+        "",
+        "</div>",
+        "",
+    ]
+    for doc, title, questions in chapters:
+        slug = doc.split("/")[-1]
+        lines += [f"## {title}", "", f"{{doc}}`→ {title} <{doc}>` · {len(questions)} 题 questions", ""]
+        for n, (zh, en) in enumerate(questions, start=1):
+            lines += [
+                f'<div class="dlkb-bank-question" id="q-{slug}-{n}" data-chapter="{slug}">',
+                "",
+                '<div class="lang-zh" lang="zh-Hans">',
+                "",
+                zh,
+                "",
+                "</div>",
+                "",
+                '<div class="lang-en" lang="en">',
+                "",
+                en,
+                "",
+                "</div>",
+                "",
+                "</div>",
+                "",
+            ]
+    return "\n".join(lines), [root / f"{doc}.ipynb" for doc in toc_chapters(root)]
+
+
 def on_source_read(app: Sphinx, docname: str, source: list[str]) -> None:
     if str(app.env.doc2path(docname)).endswith(".ipynb"):
         source[0] = wrap_language_cells(source[0], docname)
+    elif docname == BANK_DOC:
+        if BANK_MARKER not in source[0]:
+            raise ExtensionError(f"bookext: {BANK_DOC}.md must contain the line {BANK_MARKER}")
+        body, read = interview_bank_markdown(Path(app.srcdir))
+        for path in read:  # rebuild the bank when a chapter changes
+            app.env.note_dependency(str(path))
+        source[0] = source[0].replace(BANK_MARKER, body)
 
 
 def on_config_inited(app: Sphinx, config) -> None:

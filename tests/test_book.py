@@ -242,3 +242,32 @@ def test_notebook_runs_standalone(path):
         if cell["cell_type"] == "code" and not text(cell).startswith("# 环境准备 Setup"):
             match = forbidden.search(text(cell))
             assert not match, f"code cell {i} uses {match.group(0)!r}; notebooks must run from the dlkb package alone"
+
+
+def test_interview_bank_collects_every_question_of_every_chapter():
+    """Count the questions independently of the extension and compare with the generated bank."""
+    expected = 0
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        inside, zh, en = False, 0, 0
+        for cell in nb["cells"]:
+            src = text(cell)
+            if cell["cell_type"] != "markdown":
+                continue
+            if src.lstrip().startswith("#"):
+                inside = src.strip() == "## 面试题 Interview questions"
+                continue
+            tags = cell.get("metadata", {}).get("tags", [])
+            if inside and "lang-zh" in tags:
+                zh += len(re.findall(r"\*\*问题 ?\d+[.．]\*\*", src))
+            if inside and "lang-en" in tags:
+                en += len(re.findall(r"\*\*Question \d+\.\*\*", src))
+        assert zh == en, f"{path.name}: {zh} Chinese and {en} English interview questions"
+        assert zh >= 2, f"{path.name}: a chapter ends with at least two interview questions"
+        expected += en
+    body, read = bookext.interview_bank_markdown(ROOT)
+    assert body.count('class="dlkb-bank-question"') == expected
+    assert f'data-total="{expected}"' in body
+    assert sorted(read) == sorted(NOTEBOOKS)
+    # Every question links back to its chapter (one {doc} link per chapter section).
+    assert body.count("{doc}`→ ") == len(NOTEBOOKS)

@@ -76,3 +76,27 @@ def test_missing_font_gives_actionable_error(monkeypatch):
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [])
     with pytest.raises(RuntimeError, match="pip install pylopdf-fonts-zh-cn"):
         dlkb.plot.cjk_font_path()
+
+
+def test_show_photo_displays_a_jpeg_and_closes_the_figure(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pytest
+
+    from dlkb.plot import show_photo
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    fig, ax = plt.subplots()
+    ax.imshow(np.random.default_rng(0).random((64, 64, 3)))
+    image = show_photo(fig, quality=80)
+    assert shown == [image] and image.format == "jpeg" and image.data[:2] == b"\xff\xd8"  # JPEG magic
+    assert not plt.fignum_exists(fig.number)
+    with pytest.raises(ValueError, match=r"show_photo: quality must be in \[1, 95\]; got 0"):
+        show_photo(plt.figure(), quality=0)
+    with pytest.raises(TypeError, match=r"show_photo: fig must be Figure; got str"):
+        show_photo("fig")
+    plt.close("all")

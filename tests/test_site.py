@@ -317,3 +317,65 @@ def test_search_tests_fail_on_a_broken_query_splitter(server, visit):
     context.route("**/search-zh.js*", lambda r: r.fulfill(status=200, content_type="application/javascript", body=broken))
     links, summary = search_links(context.new_page(), server, "损失函数")
     assert not any("glossary" in (href or "") for href in links), links
+
+
+def test_interview_bank_page_lists_every_question(site):
+    import bookext
+
+    body, _ = bookext.interview_bank_markdown(ROOT)
+    expected = body.count('class="dlkb-bank-question"')
+    html = (site / "interview-bank.html").read_text(encoding="utf-8")
+    assert html.count('class="dlkb-bank-question"') == expected > 50
+    assert html.count('<details class="answer">') == 2 * expected  # one answer per language
+    assert "chapters/losses.html" in html  # links back to the chapters
+
+
+def test_random_question_shows_one_question_and_remembers_it(server, visit):
+    page = visit().new_page()
+    page.goto(f"{server}/interview-bank.html", wait_until="networkidle")
+    total = page.locator(".dlkb-bank-question").count()
+    assert total > 50 and page.locator(".dlkb-bank-question:visible").count() == total
+    page.click(".dlkb-bank-random")
+    visible = page.locator(".dlkb-bank-question:visible")
+    assert visible.count() == 1
+    assert visible.locator("details[open]").count() == 0  # the answer stays collapsed
+    first = visible.get_attribute("id")
+    page.click(".dlkb-bank-random")
+    second = page.locator(".dlkb-bank-question:visible").get_attribute("id")
+    assert second != first  # unseen questions first
+    seen = page.evaluate("JSON.parse(localStorage.getItem('dlkb-bank-seen'))")
+    assert seen == [first, second]
+    page.reload(wait_until="networkidle")
+    assert "seen 2 / " in page.inner_text(".dlkb-bank-status")
+    page.click(".dlkb-bank-random")
+    page.click(".dlkb-bank-all")
+    assert page.locator(".dlkb-bank-question:visible").count() == total
+
+
+def test_phone_width_language_switch_fits_on_one_line(server, browser):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/chapters/losses.html", wait_until="networkidle")
+        boxes = page.eval_on_selector_all(
+            ".dlkb-lang-switch button", "bs => bs.map(b => { const r = b.getBoundingClientRect(); "
+            "return [r.top, r.bottom, r.right, b.scrollHeight, b.clientHeight]; })")
+        assert len(boxes) == 3
+        tops = {round(b[0]) for b in boxes}
+        assert len(tops) == 1, boxes  # the three buttons stand on one line
+        assert all(b[3] <= b[4] + 1 for b in boxes), boxes  # no label wraps inside its button
+        assert max(b[2] for b in boxes) <= 390, boxes  # nothing overflows the screen
+        header = page.eval_on_selector(".article-header-buttons", "e => [e.scrollWidth, e.clientWidth, e.getBoundingClientRect().right]")
+        assert header[0] <= header[1] + 1 and header[2] <= 391, header
+    finally:
+        context.close()
+
+
+def test_search_snippets_show_text_not_tex(server, visit):
+    page = visit().new_page()
+    links, summary = search_links(page, server, "focal")
+    assert links, summary
+    page.wait_for_function("document.querySelectorAll('#search-results ul.search li p.context').length > 0", timeout=15000)
+    snippets = page.eval_on_selector_all("#search-results ul.search li p.context", "ps => ps.map(p => p.textContent)")
+    assert snippets and not any("\\(" in s or "\\[" in s or "$$" in s for s in snippets), snippets
+    assert page.evaluate("window.dlkbStripMath('a \\\\(\\\\alpha_t\\\\) b \\\\[x^2\\\\] c')") == "a … b … c"
