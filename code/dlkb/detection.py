@@ -61,6 +61,7 @@ __all__ = [
     "coco_reference_map",
     "make_digit_canvases",
     "TinyDetector",
+    "grid_targets",
     "detector_loss",
     "detect",
     "train_detector",
@@ -721,28 +722,43 @@ def mean_average_precision(preds: list[dict], targets: list[dict]) -> dict[str, 
     thresholds = torch.from_numpy(np.minimum(COCO_IOU_THRESHOLDS, 1 - 1e-10))  # [T], as pycocotools
     recall_points = torch.from_numpy(COCO_RECALL_POINTS)  # [R]
     classes = sorted({int(c) for t in targets for c in t["labels"].tolist()})
+    if not classes:
+        return {"map": -1.0, "map_50": -1.0, "map_75": -1.0}
+    # 1. Per image: match the detections of all classes in one pass (a detection can only match a
+    #    ground truth of its own class, so the classes do not interact).
+    scores, labels, hits = [], [], []
+    n_gt = torch.zeros(len(classes), dtype=torch.long)
+    class_ids = torch.tensor(classes, dtype=torch.long)
+    for p, t in zip(preds, targets):
+        order = torch.sort(p["scores"], descending=True, stable=True).indices
+        det, s, lab = p["boxes"][order], p["scores"][order], p["labels"][order]
+        same = lab[:, None] == class_ids[None, :]  # [D, K]
+        rank = (same.cumsum(0) * same).sum(1)  # 1-based rank of each detection within its class
+        top = rank.le(100) & same.any(1)  # at most 100 per image and class; classes with ground truth only
+        det, s, lab = det[top], s[top], lab[top]
+        gt_ok = _area(t["boxes"]) >= 0  # pycocotools ignores a box of negative area
+        n_gt += (t["labels"][gt_ok][:, None] == class_ids[None, :]).sum(0)
+        iou = torch.where(lab[:, None] == t["labels"][None, :], _coco_iou(det, t["boxes"]), -1.0)  # [D, G]
+        counted = _area(det) >= 0  # (x2 < x1 or y2 < y1, not both); it still took one of the 100 places
+        hits.append(_greedy_match(iou, thresholds)[:, counted])  # [T, D_i]
+        scores.append(s[counted])
+        labels.append(lab[counted])
+    scores, labels, hits = torch.cat(scores), torch.cat(labels), torch.cat(hits, dim=1)  # [D], [D], [T, D]
+
+    # 2. Per class: pool the images' detections by score, accumulate precision and recall.
     precision = torch.full((len(COCO_IOU_THRESHOLDS), len(recall_points), len(classes)), -1.0, dtype=torch.float64)
     for k, c in enumerate(classes):
-        scores, hits, n_gt = [], [], 0
-        for p, t in zip(preds, targets):
-            gt = t["boxes"][t["labels"] == c]
-            keep = p["labels"] == c
-            s = p["scores"][keep]
-            order = torch.sort(s, descending=True, stable=True).indices[:100]  # at most 100 per image
-            det = p["boxes"][keep][order]
-            n_gt += int((_area(gt) >= 0).sum())  # pycocotools ignores a box of negative area
-            counted = _area(det) >= 0  # (x2 < x1 or y2 < y1, not both); it still used one of the 100 places
-            scores.append(s[order][counted])
-            hits.append(_greedy_match(_coco_iou(det, gt), thresholds)[:, counted])  # [T, D_i]
-        scores, hits = torch.cat(scores), torch.cat(hits, dim=1)  # [D], [T, D]
-        order = torch.sort(scores, descending=True, stable=True).indices  # pool the images
-        hits = hits[:, order]
-        tp = torch.cumsum(hits, dim=1, dtype=torch.float64)  # [T, D]
-        fp = torch.cumsum(~hits, dim=1, dtype=torch.float64)
-        recall = tp / n_gt
+        if n_gt[k] == 0:
+            continue  # no ground truth (that counts): left out of the mean, as in pycocotools
+        mine = labels == c
+        order = torch.sort(scores[mine], descending=True, stable=True).indices  # image order breaks ties
+        hit = hits[:, mine][:, order]  # [T, D_c]
+        tp = torch.cumsum(hit, dim=1, dtype=torch.float64)  # [T, D_c]
+        fp = torch.cumsum(~hit, dim=1, dtype=torch.float64)
+        recall = tp / float(n_gt[k])
         prec = tp / (fp + tp + np.spacing(1))
         prec = torch.flip(torch.cummax(torch.flip(prec, [1]), dim=1).values, [1])  # monotone from the right
-        d = hits.shape[1]
+        d = hit.shape[1]
         if d == 0:  # ground truth but no detection: precision 0 at every recall level
             precision[:, :, k] = 0.0
             continue
@@ -884,10 +900,11 @@ def make_digit_canvases(
 class TinyDetector(nn.Module):
     r"""A one-stage, anchor-free detector in the spirit of YOLO v1 (Redmon et al. 2016), for small grey canvases.
 
-    Four 3×3 convolutions (three followed by 2×2 max pooling) turn a Tensor[B, 1, H, W] into an
-    :math:`H/8 \times W/8` grid; a 1×1 convolution predicts, per cell, an objectness logit,
-    ``num_classes`` class logits and four box numbers :math:`(t_x, t_y, t_w, t_h)`: the box
-    centre is :math:`(j + \sigma(t_x), i + \sigma(t_y))` cells and its size
+    Four 3×3 convolutions (the first with stride 2, the next two followed by 2×2 max pooling,
+    each with batch normalization and ReLU) turn a Tensor[B, 1, H, W] into an
+    :math:`H/8 \times W/8` grid; a 1×1 convolution predicts, per cell, an objectness logit
+    :math:`o`, four box numbers :math:`(t_x, t_y, t_w, t_h)` and ``num_classes`` class logits.
+    The box centre is :math:`(j + \sigma(t_x), i + \sigma(t_y))` cells and its size
     :math:`s_0 e^{t_w} \times s_0 e^{t_h}` pixels (:math:`s_0` = ``prior_size``). One box per
     cell; the cell that contains an object's centre is responsible for it.
 
@@ -899,28 +916,30 @@ class TinyDetector(nn.Module):
 
     stride = 8
 
-    def __init__(self, num_classes: int = 10, width: int = 16, prior_size: float = 16.0) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 8, prior_size: float = 16.0) -> None:
         super().__init__()
         caller = "TinyDetector"
         self.num_classes = _v.integer("num_classes", num_classes, caller=caller, minimum=1)
         width = _v.integer("width", width, caller=caller, minimum=1)
         self.prior_size = _v.real("prior_size", prior_size, caller=caller, low=0.0, low_open=True)
 
-        def block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
-            layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        def block(c_in: int, c_out: int, stride: int = 1, pool: bool = False) -> list[nn.Module]:
+            layers = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
             return layers + ([nn.MaxPool2d(2)] if pool else [])
 
         self.backbone = nn.Sequential(
-            *block(1, width, True), *block(width, 2 * width, True),
-            *block(2 * width, 4 * width, True), *block(4 * width, 4 * width, False),
+            *block(1, width, stride=2),  # [B, w, H/2, W/2]
+            *block(width, 2 * width, pool=True),  # [B, 2w, H/4, W/4]
+            *block(2 * width, 4 * width, pool=True),  # [B, 4w, H/8, W/8]
+            *block(4 * width, 4 * width),  # [B, 4w, H/8, W/8]
         )
         self.head = nn.Conv2d(4 * width, 5 + self.num_classes, 1)
-        nn.init.constant_(self.head.bias, 0.0)
+        nn.init.zeros_(self.head.bias)
         with torch.no_grad():
             self.head.bias[0] = -4.0  # start with low objectness: most cells are background (Lin et al. 2017, Sec. 3.3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Tensor[B, 1, H, W] -> raw outputs Tensor[B, S_h, S_w, 5 + K] (objectness, t_x, t_y, t_w, t_h, classes)."""
+        """Tensor[B, 1, H, W] -> raw outputs Tensor[B, S_h, S_w, 5 + K]: (o, t_x, t_y, t_w, t_h, class logits)."""
         _v.tensor("x", x, caller="TinyDetector", dtype="floating", ndim=4)
         return self.head(self.backbone(x)).permute(0, 2, 3, 1)  # [B, S_h, S_w, 5 + K]
 
@@ -936,35 +955,39 @@ class TinyDetector(nn.Module):
         return torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=-1)
 
 
-def _grid_targets(targets: list[dict], grid: tuple[int, int], stride: int, device: torch.device):
-    """Per-cell training targets: responsible mask [B, S_h, S_w], classes [B, S_h, S_w], boxes [B, S_h, S_w, 4]."""
+def grid_targets(targets: list[dict], grid: tuple[int, int], stride: int) -> tuple[torch.Tensor, ...]:
+    """Per-cell training targets of :class:`TinyDetector`: the cell holding an object's centre is responsible.
+
+    Returns:
+        ``(positive, classes, boxes)``: Tensor[B, S_h, S_w] bool, Tensor[B, S_h, S_w] int64 and
+        Tensor[B, S_h, S_w, 4] (the responsible cells' ground-truth boxes, zeros elsewhere).
+    """
     b = len(targets)
-    positive = torch.zeros(b, *grid, dtype=torch.bool, device=device)
-    classes = torch.zeros(b, *grid, dtype=torch.long, device=device)
-    boxes = torch.zeros(b, *grid, 4, device=device)
+    positive = torch.zeros(b, *grid, dtype=torch.bool)
+    classes = torch.zeros(b, *grid, dtype=torch.long)
+    boxes = torch.zeros(b, *grid, 4)
     for n, t in enumerate(targets):
-        if t["boxes"].shape[0] == 0:
-            continue
         centre = (t["boxes"][:, :2] + t["boxes"][:, 2:]) / 2  # [G, 2]
         j = (centre[:, 0] / stride).long().clamp(0, grid[1] - 1)
         i = (centre[:, 1] / stride).long().clamp(0, grid[0] - 1)
         positive[n, i, j] = True
-        classes[n, i, j] = t["labels"].to(device)
-        boxes[n, i, j] = t["boxes"].to(device)
+        classes[n, i, j] = t["labels"]
+        boxes[n, i, j] = t["boxes"].float()
     return positive, classes, boxes
 
 
-def detector_loss(model: TinyDetector, out: torch.Tensor, targets: list[dict]) -> torch.Tensor:
-    r"""Loss of :class:`TinyDetector`: objectness, classification and box terms, each per object.
+def detector_loss(
+    model: TinyDetector, out: torch.Tensor, positive: torch.Tensor, classes: torch.Tensor, boxes: torch.Tensor
+) -> torch.Tensor:
+    r"""Loss of :class:`TinyDetector` (targets from :func:`grid_targets`), normalized by the number of objects.
 
     .. math:: \mathcal L = \frac{1}{N_{pos}} \Bigl(\sum_{\text{cells}} \mathrm{BCE}(o, \mathbb 1_{pos})
-        + \sum_{pos} \mathrm{CE}(\mathbf c, k) + 2 \sum_{pos} \bigl(1 - \mathrm{GIoU}(\hat b, b)\bigr)\Bigr).
+        + \sum_{pos} \mathrm{CE}(\mathbf z, k) + 2 \sum_{pos} \bigl(1 - \mathrm{GIoU}(\hat b, b)\bigr)\Bigr).
 
-    Binary cross-entropy on the objectness logit of every cell, cross-entropy on the class
+    Binary cross-entropy on the objectness logit of every cell; cross-entropy on the class
     logits and the GIoU loss (:func:`giou_loss`) on the boxes of the responsible cells only.
     """
-    positive, classes, boxes = _grid_targets(targets, tuple(out.shape[1:3]), model.stride, out.device)
-    n_pos = max(int(positive.sum()), 1)
+    n_pos = positive.sum().clamp(min=1)
     obj = F.binary_cross_entropy_with_logits(out[..., 0], positive.to(out.dtype), reduction="sum")
     cls = F.cross_entropy(out[..., 5:][positive], classes[positive], reduction="sum")
     box = giou_loss(model.decode(out)[positive], boxes[positive], reduction="sum")
@@ -1009,22 +1032,25 @@ def train_detector(
     *,
     epochs: int = 10,
     batch_size: int = 32,
-    lr: float = 3e-3,
+    lr: float = 1e-2,
     generator: torch.Generator | None = None,
 ) -> list[float]:
-    """Train ``model`` with Adam and a one-cycle learning-rate schedule (cosine annealing); returns the mean loss of each epoch.
+    """Train ``model`` with Adam and a one-cycle learning-rate schedule; returns each epoch's mean loss.
 
-    Random horizontal shifts are not used: the canvases already place digits anywhere. The batches
-    are shuffled with ``generator``; the model stays on its device, the data are moved batch by batch.
+    The batches are shuffled with ``generator``; the model stays on its device (CPU or CUDA),
+    the data are moved batch by batch.
     """
     caller = "train_detector"
     _v.module("model", model, caller=caller)
+    images = _v.tensor("images", images, caller=caller, dtype="floating", ndim=4, nonempty=True)
     epochs = _v.integer("epochs", epochs, caller=caller, minimum=1)
     batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=1)
     lr = _v.real("lr", lr, caller=caller, low=0.0, low_open=True)
     if len(targets) != images.shape[0]:
         raise ValueError(f"{caller}: targets must have one entry per image ({images.shape[0]}); got {len(targets)}")
     device = next(model.parameters()).device
+    grid = (images.shape[2] // model.stride, images.shape[3] // model.stride)
+    positive, classes, boxes = grid_targets(targets, grid, model.stride)  # once, not per batch
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * math.ceil(images.shape[0] / batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -1032,15 +1058,128 @@ def train_detector(
     for _ in range(epochs):
         model.train()
         order = torch.randperm(images.shape[0], generator=generator)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             out = model(images[idx].to(device))
-            loss = detector_loss(model, out, [targets[int(i)] for i in idx])
+            loss = detector_loss(model, out, positive[idx].to(device), classes[idx].to(device), boxes[idx].to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss) * len(idx)
-        history.append(total / len(order))
+            total += loss.detach() * len(idx)
+        history.append(float(total) / len(order))
     return history
+
+
+# --------------------------------------------------------------------------- sliding-window HOG + linear SVM
+
+
+class HogSvmDetector:
+    r"""The traditional pipeline: image pyramid, sliding window, HOG features, linear SVM, NMS.
+
+    Dalal & Triggs 2005. The canvas is rescaled once per object size in ``sizes`` so that such an
+    object fills one ``window`` × ``window`` window (the image pyramid). HOG
+    (:func:`dlkb.classic.hog_features`, cells of 4×4 pixels, blocks of 2×2 cells) is computed
+    once per pyramid level, and a window's descriptor is the 3×3 blocks it covers: windows slide
+    by one cell (4 pixels) and share their blocks, as in the paper. A linear SVM with K + 1
+    classes (the digits and background, one-vs-rest) scores each window. A window becomes a
+    detection when a digit beats the background; its score is that digit's margin. Overlapping
+    detections are merged by NMS, across classes (``class_agnostic=True``) or within each class.
+
+    Training windows are labelled like anchors (:func:`match_anchors`): IoU at least
+    ``positive_iou`` with a ground truth makes a positive of that class, below 0.3 a negative,
+    in between ignored.
+
+    Args:
+        window: side of the square window in pixels (of a pyramid level), a multiple of 4, at least 8.
+        sizes: object sizes (pixels of the original canvas) the pyramid looks for.
+        C: inverse regularization strength of the SVM.
+        positive_iou: IoU from which a training window counts as the object.
+    """
+
+    cell = 4
+
+    def __init__(
+        self, window: int = 16, sizes: Sequence[float] = (11, 15, 20), C: float = 0.1, positive_iou: float = 0.7
+    ) -> None:
+        caller = "HogSvmDetector"
+        self.window = _v.integer("window", window, caller=caller, minimum=8)
+        if self.window % self.cell:
+            raise ValueError(f"{caller}: window must be a multiple of {self.cell}; got {window}")
+        self.sizes = _positive_list("sizes", sizes, caller)
+        self.C = _v.real("C", C, caller=caller, low=0.0, low_open=True)
+        self.positive_iou = _v.real("positive_iou", positive_iou, caller=caller, low=0.3, high=1.0)
+        self.svm = None
+
+    def pyramid(self, image_size: tuple[int, int]) -> list[tuple[float, int, int]]:
+        """``(scale, height, width)`` of each pyramid level: the canvas scaled by ``window / size``."""
+        h, w = image_size
+        return [(self.window / s, round(h * self.window / s), round(w * self.window / s)) for s in self.sizes]
+
+    def windows(self, images: torch.Tensor):
+        """For each pyramid level: the windows' boxes in original pixels, Tensor[L, 4], and their
+        HOG descriptors, ndarray[B, L, D] (D = 324 for 16-pixel windows)."""
+        from dlkb.classic import hog_features  # noqa: PLC0415
+
+        b = images.shape[0]
+        k = self.window // self.cell - 1  # blocks per window side
+        for scale, sh, sw in self.pyramid(tuple(images.shape[-2:])):
+            level = F.interpolate(images, size=(sh, sw), mode="bilinear", align_corners=False)[:, 0]  # [B, sh, sw]
+            hog = hog_features(level.numpy(), pixels_per_cell=(self.cell, self.cell), cells_per_block=(2, 2))
+            by, bx = sh // self.cell - 1, sw // self.cell - 1  # blocks of the whole level
+            blocks = hog.reshape(b, by, bx, -1)  # [B, by, bx, 2 * 2 * O]
+            win = np.lib.stride_tricks.sliding_window_view(blocks, (k, k), axis=(1, 2))  # [B, ny, nx, 36, k, k]
+            ny, nx = win.shape[1:3]
+            feats = win.transpose(0, 1, 2, 4, 5, 3).reshape(b, ny * nx, -1)  # blocks in hog_features' order
+            gy, gx = torch.meshgrid(torch.arange(ny) * self.cell, torch.arange(nx) * self.cell, indexing="ij")
+            boxes = torch.stack((gx, gy, gx + self.window, gy + self.window), dim=-1).reshape(-1, 4) / scale
+            yield boxes.float(), feats
+
+    def fit(self, images: torch.Tensor, targets: list[dict], *, negatives_per_positive: float = 3.0,
+            generator: torch.Generator | None = None) -> HogSvmDetector:
+        """Train the SVM on the windows of ``images`` (labelled by IoU with ``targets``), keeping a
+        random ``negatives_per_positive`` background windows per positive one."""
+        from sklearn.svm import LinearSVC  # noqa: PLC0415
+
+        caller = "HogSvmDetector.fit"
+        images = _v.tensor("images", images, caller=caller, dtype="floating", ndim=4, nonempty=True)
+        ratio = _v.real("negatives_per_positive", negatives_per_positive, caller=caller, low=0.0)
+        if len(targets) != images.shape[0]:
+            raise ValueError(f"{caller}: targets must have one entry per image ({images.shape[0]}); got {len(targets)}")
+        self.num_classes = 1 + max((int(t["labels"].max()) for t in targets if len(t["labels"])), default=0)
+        x, y = [], []
+        for boxes, feats in self.windows(images):
+            for i, t in enumerate(targets):
+                match = match_anchors(box_iou(t["boxes"].float(), boxes), high_threshold=self.positive_iou, low_threshold=0.3)
+                pos = (match >= 0).nonzero()[:, 0]
+                neg = (match == -1).nonzero()[:, 0]
+                n_neg = min(len(neg), max(1, round(ratio * len(pos))))
+                neg = neg[torch.randperm(len(neg), generator=generator)[:n_neg]]
+                x.append(feats[i, torch.cat((pos, neg)).numpy()])
+                y.append(torch.cat((t["labels"][match[pos]], torch.full((n_neg,), self.num_classes))))
+        self.svm = LinearSVC(C=self.C).fit(np.concatenate(x), torch.cat(y).numpy())
+        return self
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor, *, iou_threshold: float = 0.3, class_agnostic: bool = True) -> list[dict]:
+        """Detections on Tensor[B, 1, H, W]: one dict per image (``boxes``, ``scores``, ``labels``), at most 100."""
+        caller = "HogSvmDetector.detect"
+        if self.svm is None:
+            raise RuntimeError(f"{caller}: call fit first")
+        images = _v.tensor("images", images, caller=caller, dtype="floating", ndim=4)
+        class_agnostic = _v.boolean("class_agnostic", class_agnostic, caller=caller)
+        levels = list(self.windows(images))
+        boxes = torch.cat([bx for bx, _ in levels])  # [L, 4], the same windows for every image
+        feats = np.concatenate([f for _, f in levels], axis=1)  # [B, L, D]
+        margins = torch.from_numpy(self.svm.decision_function(feats.reshape(-1, feats.shape[-1])))
+        margins = margins.float().reshape(images.shape[0], boxes.shape[0], -1)  # [B, L, K + 1]
+        best, labels = margins[..., : self.num_classes].max(dim=-1)  # [B, L]
+        is_object = best > margins[..., self.num_classes]  # a digit beats the background
+        preds = []
+        for i in range(images.shape[0]):
+            bx, sc, lb = boxes[is_object[i]], best[i][is_object[i]], labels[i][is_object[i]]
+            kept = nms(bx, sc, iou_threshold) if class_agnostic else batched_nms(bx, sc, lb, iou_threshold)
+            kept = kept[:100]
+            preds.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
+        return preds
