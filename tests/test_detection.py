@@ -309,6 +309,18 @@ def test_map_matches_pycocotools_on_random_scenes(ties, bad_boxes, generator):
         assert ours == pytest.approx(expected, abs=1e-12)
 
 
+def test_map_tie_between_two_ground_truths_goes_to_the_later_one():
+    # The first detection overlaps both ground truths equally (IoU 9/11); pycocotools gives it the
+    # later one, which leaves the earlier one for the second detection at every threshold.
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 12.0, 10.0]])
+    det = torch.tensor([[1.0, 0.0, 11.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    preds = [{"boxes": det, "scores": torch.tensor([0.9, 0.8]), "labels": torch.zeros(2, dtype=torch.long)}]
+    targets = [{"boxes": gt, "labels": torch.zeros(2, dtype=torch.long)}]
+    ours = D.mean_average_precision(preds, targets)
+    assert ours == pytest.approx(D.coco_reference_map(preds, targets), abs=1e-12)
+    assert ours["map_75"] == pytest.approx(1.0)
+
+
 def test_map_more_than_100_detections_per_image(generator):
     gt = random_boxes(30, generator, torch.float32)
     targets = [{"boxes": gt, "labels": torch.zeros(30, dtype=torch.long)}]
