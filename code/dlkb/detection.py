@@ -24,7 +24,7 @@ Girshick et al. 2014 (R-CNN, box encoding, Appendix C); Girshick 2015 (Fast R-CN
 Ren et al. 2015 (Faster R-CNN, anchors and the RPN's matching, Sec. 3.1.2);
 Redmon et al. 2016 (YOLO, grid cells); Rezatofighi et al. 2019 (GIoU);
 Zheng et al. 2020 (DIoU and CIoU); Lin et al. 2014 (COCO and its AP);
-Everingham et al. 2010 (PASCAL VOC AP).
+Everingham et al. 2010 (PASCAL VOC AP); Hoiem et al. 2012 (kinds of detection errors).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ __all__ = [
     "detect",
     "train_detector",
     "HogSvmDetector",
+    "detection_errors",
+    "draw_boxes",
 ]
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
@@ -1162,6 +1164,20 @@ class HogSvmDetector:
         return self
 
     @torch.no_grad()
+    def margins(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every window's box, Tensor[L, 4] (the same for every image), and its SVM margins,
+        Tensor[B, L, K + 1]. The last images' result is kept, so that detecting twice on the
+        same tensor (e.g. with two kinds of NMS) computes the features once."""
+        key = (images.data_ptr(), tuple(images.shape), images._version)
+        if getattr(self, "_cache", (None,))[0] != key:
+            levels = list(self.windows(images))
+            boxes = torch.cat([bx for bx, _ in levels])  # [L, 4]
+            feats = np.concatenate([f for _, f in levels], axis=1)  # [B, L, D]
+            margins = torch.from_numpy(self.svm.decision_function(feats.reshape(-1, feats.shape[-1])))
+            self._cache = (key, boxes, margins.float().reshape(images.shape[0], boxes.shape[0], -1))
+        return self._cache[1], self._cache[2]
+
+    @torch.no_grad()
     def detect(self, images: torch.Tensor, *, iou_threshold: float = 0.3, class_agnostic: bool = True) -> list[dict]:
         """Detections on Tensor[B, 1, H, W]: one dict per image (``boxes``, ``scores``, ``labels``), at most 100."""
         caller = "HogSvmDetector.detect"
@@ -1169,11 +1185,8 @@ class HogSvmDetector:
             raise RuntimeError(f"{caller}: call fit first")
         images = _v.tensor("images", images, caller=caller, dtype="floating", ndim=4)
         class_agnostic = _v.boolean("class_agnostic", class_agnostic, caller=caller)
-        levels = list(self.windows(images))
-        boxes = torch.cat([bx for bx, _ in levels])  # [L, 4], the same windows for every image
-        feats = np.concatenate([f for _, f in levels], axis=1)  # [B, L, D]
-        margins = torch.from_numpy(self.svm.decision_function(feats.reshape(-1, feats.shape[-1])))
-        margins = margins.float().reshape(images.shape[0], boxes.shape[0], -1)  # [B, L, K + 1]
+        iou_threshold = _v.real("iou_threshold", iou_threshold, caller=caller)
+        boxes, margins = self.margins(images)  # [L, 4], [B, L, K + 1]
         best, labels = margins[..., : self.num_classes].max(dim=-1)  # [B, L]
         is_object = best > margins[..., self.num_classes]  # a digit beats the background
         preds = []
@@ -1183,3 +1196,81 @@ class HogSvmDetector:
             kept = kept[:100]
             preds.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
         return preds
+
+
+# --------------------------------------------------------------------------- error analysis
+
+
+def detection_errors(preds: list[dict], targets: list[dict], *, score_threshold: float = 0.5,
+                     iou_threshold: float = 0.5) -> tuple[dict[str, int], list[int]]:
+    """Sort the confident mistakes of a detector into kinds, as in Hoiem et al.'s error analysis.
+
+    Detections scoring at least ``score_threshold`` are matched greedily (highest score first)
+    to unmatched ground truths of IoU at least ``iou_threshold``. An unmatched detection is a
+    ``"wrong class"`` if it overlaps a ground truth of another class by the threshold, a
+    ``"poor box"`` if it overlaps its own class's ground truth by 0.1 to the threshold, a
+    ``"duplicate"`` if that ground truth was already taken, else ``"background"``; an unmatched
+    ground truth is ``"missed"``.
+
+    Returns:
+        ``(counts, images)``: the number of each kind (and ``"correct"``), and the indices of the
+        images with at least one mistake.
+    """
+    caller = "detection_errors"
+    preds = _check_detections(preds, "preds", ("boxes", "scores", "labels"), caller)
+    targets = _check_detections(targets, "targets", ("boxes", "labels"), caller)
+    if len(preds) != len(targets):
+        raise ValueError(f"{caller}: preds and targets must have the same length; got {len(preds)} and {len(targets)}")
+    counts = dict.fromkeys(("correct", "wrong class", "poor box", "duplicate", "background", "missed"), 0)
+    images = []
+    for n, (p, t) in enumerate(zip(preds, targets)):
+        keep = p["scores"] >= score_threshold
+        order = torch.sort(p["scores"][keep], descending=True, stable=True).indices
+        boxes, labels = p["boxes"][keep][order], p["labels"][keep][order]
+        iou = _coco_iou(boxes, t["boxes"])  # [D, G]
+        same = labels[:, None] == t["labels"][None, :]
+        taken = torch.zeros(len(t["labels"]), dtype=torch.bool)
+        before = dict(counts)
+        for d in range(len(labels)):
+            ok = same[d] & ~taken & (iou[d] >= iou_threshold)
+            if bool(ok.any()):
+                taken[torch.where(ok, iou[d], -1.0).argmax()] = True
+                counts["correct"] += 1
+            elif bool(((~same[d]) & (iou[d] >= iou_threshold)).any()):
+                counts["wrong class"] += 1
+            elif bool((same[d] & (iou[d] >= iou_threshold)).any()):
+                counts["duplicate"] += 1
+            elif bool((same[d] & (iou[d] >= 0.1)).any()):
+                counts["poor box"] += 1
+            else:
+                counts["background"] += 1
+        counts["missed"] += int((~taken).sum())
+        if any(counts[k] != before[k] for k in counts if k != "correct"):
+            images.append(n)
+    return counts, images
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def draw_boxes(ax, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor | None = None, *,
+               scores: torch.Tensor | None = None, color: str = "#0072B2", linestyle: str = "-") -> None:
+    """Show a grey Tensor[1, H, W] image on a matplotlib ``ax`` with its ``(x1, y1, x2, y2)`` boxes.
+
+    Pixel ``(r, c)`` covers ``[c, c + 1) × [r, r + 1)``, so a box's corners are drawn at their
+    coordinates exactly; labels (and scores) are written above each box.
+    """
+    from matplotlib.patches import Rectangle  # noqa: PLC0415
+
+    h, w = image.shape[-2:]
+    ax.imshow(image.reshape(h, w).cpu(), cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0))
+    for i, (x1, y1, x2, y2) in enumerate(boxes.detach().cpu().tolist()):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5, ls=linestyle))
+        if labels is not None:
+            text = str(int(labels[i])) if scores is None else f"{int(labels[i])}:{float(scores[i]):.2f}"
+            ax.text(x1, y1 - 0.5, text, color=color, fontsize=7, va="bottom",
+                    bbox={"facecolor": "white", "alpha": 0.7, "pad": 0.5, "lw": 0})
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_xticks([])
+    ax.set_yticks([])
