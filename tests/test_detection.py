@@ -496,3 +496,71 @@ def test_data_and_model_validation_messages():
     with pytest.raises(RuntimeError, match=r"HogSvmDetector.detect: call fit first"):
         D.HogSvmDetector().detect(torch.zeros(1, 1, 32, 32))
 
+
+
+def test_detection_errors_sorts_mistakes_into_kinds():
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [40.0, 0.0, 50.0, 10.0]])
+    targets = [{"boxes": gt, "labels": torch.tensor([1, 2, 3])}]
+    boxes = torch.tensor([
+        [0.0, 0.0, 10.0, 10.0],  # correct
+        [0.5, 0.0, 10.0, 10.0],  # duplicate of the first object
+        [20.0, 20.0, 30.0, 30.0],  # wrong class (labelled 1)
+        [40.0, 0.0, 44.0, 10.0],  # poor box of class 3 (IoU 0.4)
+        [60.0, 60.0, 70.0, 70.0],  # background
+        [0.0, 0.0, 10.0, 10.0],  # below the score threshold: ignored
+    ])
+    preds = [{"boxes": boxes, "scores": torch.tensor([0.9, 0.8, 0.7, 0.6, 0.55, 0.1]),
+              "labels": torch.tensor([1, 1, 1, 3, 2, 2])}]
+    counts, images = D.detection_errors(preds, targets, score_threshold=0.5)
+    assert counts == {"correct": 1, "wrong class": 1, "poor box": 1, "duplicate": 1, "background": 1, "missed": 2}
+    assert images == [0]
+    perfect = [{"boxes": gt, "scores": torch.ones(3), "labels": torch.tensor([1, 2, 3])}]
+    assert D.detection_errors(perfect, targets) == ({"correct": 3, "wrong class": 0, "poor box": 0, "duplicate": 0,
+                                                     "background": 0, "missed": 0}, [])
+    with pytest.raises(ValueError, match=r"detection_errors: preds and targets must have the same length; got 2 and 1"):
+        D.detection_errors(perfect * 2, targets)
+
+
+def test_draw_boxes_draws_one_patch_per_box():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    boxes = torch.tensor([[1.0, 2.0, 5.0, 6.0], [0.0, 0.0, 3.0, 3.0]])
+    D.draw_boxes(ax, torch.zeros(1, 8, 8), boxes, torch.tensor([3, 4]), scores=torch.tensor([0.5, 0.25]))
+    assert len(ax.patches) == 2 and [t.get_text() for t in ax.texts] == ["3:0.50", "4:0.25"]
+    plt.close(fig)
+
+
+def test_hog_svm_margins_are_cached_per_tensor(generator):
+    digits = torch.zeros(2, 1, 8, 8)
+    digits[0, 0, 1:7, 3:5] = 1.0
+    digits[1, 0, 2:6, 2:6] = 1.0
+    images, targets = D.make_digit_canvases(digits, torch.tensor([0, 1]), 12, canvas_size=32, size_range=(11, 15),
+                                            generator=generator)
+    detector = D.HogSvmDetector(sizes=(11, 15)).fit(images, targets)
+    boxes, margins = detector.margins(images)
+    assert margins.shape == (12, boxes.shape[0], 3)
+    assert detector.margins(images)[1] is margins
+    other = images.clone()
+    assert detector.margins(other)[1] is not margins
+    torch.testing.assert_close(detector.margins(other)[1], margins)
+    with pytest.raises(ValueError, match=r"HogSvmDetector: positive_iou must be in \[0.3, 1.0\]; got 0.2"):
+        D.HogSvmDetector(positive_iou=0.2)
+    with pytest.raises(TypeError, match=r"HogSvmDetector.detect: class_agnostic must be a bool; got str 'yes'"):
+        detector.detect(images, class_agnostic="yes")
+    with pytest.raises(ValueError, match=r"HogSvmDetector.fit: targets must have one entry per image \(12\); got 1"):
+        detector.fit(images, targets[:1])
+
+
+def test_tiny_detector_validation_messages():
+    with pytest.raises(ValueError, match=r"TinyDetector: num_classes must be >= 1; got 0"):
+        D.TinyDetector(num_classes=0)
+    with pytest.raises(ValueError, match=r"TinyDetector: prior_size must be > 0.0; got 0.0"):
+        D.TinyDetector(prior_size=0.0)
+    with pytest.raises(ValueError, match=r"TinyDetector: x must be 4-D; got shape \(1, 16, 16\)"):
+        D.TinyDetector()(torch.zeros(1, 16, 16))
+    with pytest.raises(ValueError, match=r"train_detector: epochs must be >= 1; got 0"):
+        D.train_detector(D.TinyDetector(), torch.zeros(1, 1, 16, 16), [{}], epochs=0)

@@ -248,7 +248,10 @@ def distance_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e
 
 
 def _aspect_term(w1: torch.Tensor, h1: torch.Tensor, w2: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-    r""":math:`v = \frac{4}{\pi^2}(\arctan\frac{w^{gt}}{h^{gt}} - \arctan\frac{w}{h})^2` (Zheng et al. 2020, Eq. (9))."""
+    r"""The aspect-ratio term of CIoU (Zheng et al. 2020, Eq. (9)).
+
+    :math:`v = \frac{4}{\pi^2}(\arctan\frac{w^{gt}}{h^{gt}} - \arctan\frac{w}{h})^2`.
+    """
     return (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
 
 
@@ -457,8 +460,8 @@ def encode_boxes(
     .. math:: t_x = w_x \frac{x - x_a}{w_a},\quad t_y = w_y \frac{y - y_a}{h_a},\quad
         t_w = w_w \log\frac{w}{w_a},\quad t_h = w_h \log\frac{h}{h_a}.
 
-    The weights (Fast R-CNN's detection head uses ``(10, 10, 5, 5)``) scale the targets to
-    about unit variance.
+    The weights scale the targets to about unit variance (torchvision's second stage uses
+    ``(10, 10, 5, 5)``, its RPN ``(1, 1, 1, 1)``).
 
     Args:
         reference_boxes (Tensor[N, 4]): the boxes to encode (``(x1, y1, x2, y2)``).
@@ -1153,7 +1156,8 @@ class HogSvmDetector:
         x, y = [], []
         for boxes, feats in self.windows(images):
             for i, t in enumerate(targets):
-                match = match_anchors(box_iou(t["boxes"].float(), boxes), high_threshold=self.positive_iou, low_threshold=0.3)
+                iou = box_iou(t["boxes"].float(), boxes)  # [G, L]
+                match = match_anchors(iou, high_threshold=self.positive_iou, low_threshold=0.3)
                 pos = (match >= 0).nonzero()[:, 0]
                 neg = (match == -1).nonzero()[:, 0]
                 n_neg = min(len(neg), max(1, round(ratio * len(pos))))
@@ -1263,7 +1267,7 @@ def draw_boxes(ax, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
     from matplotlib.patches import Rectangle  # noqa: PLC0415
 
     h, w = image.shape[-2:]
-    ax.imshow(image.reshape(h, w).cpu(), cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0))
+    ax.imshow(image.reshape(h, w).detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0))
     for i, (x1, y1, x2, y2) in enumerate(boxes.detach().cpu().tolist()):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5, ls=linestyle))
         if labels is not None:
