@@ -564,3 +564,16 @@ def test_tiny_detector_validation_messages():
         D.TinyDetector()(torch.zeros(1, 16, 16))
     with pytest.raises(ValueError, match=r"train_detector: epochs must be >= 1; got 0"):
         D.train_detector(D.TinyDetector(), torch.zeros(1, 1, 16, 16), [{}], epochs=0)
+
+
+def test_half_precision_follows_torchvision(generator):
+    b1 = random_boxes(7, generator, torch.float32).half()
+    b2 = random_boxes(7, generator, torch.float32).half()
+    for ours, ref in [(D.box_area, ops.box_area)]:
+        assert torch.equal(ours(b1), ref(b1))
+    for ours, ref in PAIRWISE + LOSSES:
+        out, expected = ours(b1, b2), ref(b1, b2)
+        assert out.dtype == expected.dtype == torch.float32  # upcast, as torchvision does
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    converted = D.box_convert(b1, "xyxy", "cxcywh")
+    assert converted.dtype == torch.float16 and torch.equal(converted, ops.box_convert(b1, "xyxy", "cxcywh"))

@@ -78,11 +78,13 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 def _boxes(name: str, value: object, caller: str) -> torch.Tensor:
-    """A floating-point Tensor[N, 4]; float16/bfloat16 are computed in float32 as torchvision does."""
-    value = _v.tensor(name, value, caller=caller, dtype="floating", shape=(None, 4))
-    if value.dtype in (torch.float16, torch.bfloat16):
-        value = value.float()
-    return value
+    """A floating-point Tensor[N, 4]."""
+    return _v.tensor(name, value, caller=caller, dtype="floating", shape=(None, 4))
+
+
+def _up(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 -> float32, where torchvision upcasts (areas, widths), so results match it."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def _pairwise_boxes(boxes1: object, boxes2: object, caller: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,17 +157,18 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
     Returns:
         Tensor[N].
     """
-    boxes = _boxes("boxes", boxes, "box_area")
+    boxes = _up(_boxes("boxes", boxes, "box_area"))
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
 
 
 def _inter_union(b1: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairwise intersection and union areas, each Tensor[N, M]."""
-    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])  # [N]
-    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])  # [M]
+    u1, u2 = _up(b1), _up(b2)
+    area1 = (u1[:, 2] - u1[:, 0]) * (u1[:, 3] - u1[:, 1])  # [N]
+    area2 = (u2[:, 2] - u2[:, 0]) * (u2[:, 3] - u2[:, 1])  # [M]
     top_left = torch.max(b1[:, None, :2], b2[None, :, :2])  # [N, M, 2]
     bottom_right = torch.min(b1[:, None, 2:], b2[None, :, 2:])  # [N, M, 2]
-    wh = (bottom_right - top_left).clamp(min=0)  # [N, M, 2]; no overlap -> 0
+    wh = _up(bottom_right - top_left).clamp(min=0)  # [N, M, 2]; no overlap -> 0
     inter = wh[..., 0] * wh[..., 1]  # [N, M]
     return inter, area1[:, None] + area2[None, :] - inter
 
@@ -174,7 +177,7 @@ def _enclosing_wh(b1: torch.Tensor, b2: torch.Tensor) -> torch.Tensor:
     """Width and height of the smallest box enclosing each pair: Tensor[N, M, 2]."""
     top_left = torch.min(b1[:, None, :2], b2[None, :, :2])
     bottom_right = torch.max(b1[:, None, 2:], b2[None, :, 2:])
-    return (bottom_right - top_left).clamp(min=0)
+    return _up(bottom_right - top_left).clamp(min=0)
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
@@ -244,7 +247,7 @@ def distance_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e
     """
     caller = "distance_box_iou"
     b1, b2 = _pairwise_boxes(boxes1, boxes2, caller)
-    return _diou_iou(b1, b2, _eps(eps, caller))[0]
+    return _diou_iou(_up(b1), _up(b2), _eps(eps, caller))[0]
 
 
 def _aspect_term(w1: torch.Tensor, h1: torch.Tensor, w2: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
@@ -274,6 +277,7 @@ def complete_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor, eps: float = 1e
     """
     caller = "complete_box_iou"
     b1, b2 = _pairwise_boxes(boxes1, boxes2, caller)
+    b1, b2 = _up(b1), _up(b2)
     eps = _eps(eps, caller)
     diou, iou = _diou_iou(b1, b2, eps)
     w1, h1 = (b1[:, 2] - b1[:, 0])[:, None], (b1[:, 3] - b1[:, 1])[:, None]  # [N, 1]
@@ -302,7 +306,7 @@ def _paired_inter_union(b1: torch.Tensor, b2: torch.Tensor) -> tuple[torch.Tenso
 def _check_loss_args(boxes1, boxes2, reduction, eps, caller):
     b1, b2 = _paired_boxes(boxes1, boxes2, caller)
     _v.choice("reduction", reduction, caller=caller, choices=REDUCTIONS)
-    return b1, b2, _eps(eps, caller)
+    return _up(b1), _up(b2), _eps(eps, caller)
 
 
 def giou_loss(
