@@ -577,3 +577,11 @@ def test_half_precision_follows_torchvision(generator):
         torch.testing.assert_close(out, expected, rtol=0, atol=0)
     converted = D.box_convert(b1, "xyxy", "cxcywh")
     assert converted.dtype == torch.float16 and torch.equal(converted, ops.box_convert(b1, "xyxy", "cxcywh"))
+
+
+def test_detect_validation_messages():
+    with pytest.raises(TypeError, match=r"detect: model must be TinyDetector; got Linear"):
+        D.detect(torch.nn.Linear(2, 2), torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"detect: score_threshold must be in \[0.0, 1.0\]; got 1.5"):
+        D.detect(D.TinyDetector(), torch.zeros(1, 1, 16, 16), score_threshold=1.5)
+    assert D.detect(D.TinyDetector(), torch.zeros(0, 1, 16, 16)) == []

@@ -1017,6 +1017,12 @@ def detect(
     Returns one dict per image with ``"boxes"`` (Tensor[D, 4]), ``"scores"`` and ``"labels"``,
     at most 100 per image, ready for :func:`mean_average_precision`.
     """
+    caller = "detect"
+    _v.instance("model", model, caller=caller, types=TinyDetector)
+    images = _v.tensor("images", images, caller=caller, dtype="floating", ndim=4)
+    score_threshold = _v.real("score_threshold", score_threshold, caller=caller, low=0.0, high=1.0)
+    iou_threshold = _v.real("iou_threshold", iou_threshold, caller=caller)
+    batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=1)
     model.eval()
     device = next(model.parameters()).device
     preds = []
