@@ -414,7 +414,7 @@ def test_box_validation_messages():
         D.box_convert(torch.zeros(1, 4), "xyhw", "xyxy")
     with pytest.raises(ValueError, match=r"box_convert: out_fmt must be one of"):
         D.box_convert(torch.zeros(1, 4), "xyxy", "yolo")
-    with pytest.raises(ValueError, match=r"distance_box_iou: eps must be >= 0.0; got -1.0"):
+    with pytest.raises(ValueError, match=r"distance_box_iou: eps must be >= 0; got -1\.0"):
         D.distance_box_iou(torch.zeros(1, 4), torch.zeros(1, 4), eps=-1.0)
 
 
@@ -445,13 +445,13 @@ def test_coder_anchor_matcher_validation_messages():
         D.decode_boxes(torch.zeros(2, 4), torch.zeros(2, 4), weights=(1.0, 1.0))
     with pytest.raises(TypeError, match=r"decode_boxes: weights must be a tuple of 4 numbers; got float"):
         D.decode_boxes(torch.zeros(2, 4), torch.zeros(2, 4), weights=1.0)
-    with pytest.raises(ValueError, match=r"encode_boxes: weights must be > 0.0; got 0.0"):
+    with pytest.raises(ValueError, match=r"encode_boxes: weights must be > 0; got 0\.0"):
         D.encode_boxes(torch.zeros(2, 4), torch.zeros(2, 4), weights=(1.0, 0.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=r"anchor_grid: stride must be >= 1; got 0"):
         D.anchor_grid((2, 2), 0, (16,), (1.0,))
     with pytest.raises(ValueError, match=r"anchor_grid: sizes must not be empty"):
         D.anchor_grid((2, 2), 8, (), (1.0,))
-    with pytest.raises(ValueError, match=r"anchor_grid: aspect_ratios must be > 0.0; got -1.0"):
+    with pytest.raises(ValueError, match=r"anchor_grid: aspect_ratios must be > 0; got -1\.0"):
         D.anchor_grid((2, 2), 8, (16,), (-1.0,))
     with pytest.raises(TypeError, match=r"anchor_grid: sizes must be a tuple or list of numbers; got int"):
         D.anchor_grid((2, 2), 8, 16, (1.0,))
@@ -487,7 +487,7 @@ def test_data_and_model_validation_messages():
         D.make_digit_canvases(digits, labels, 2, canvas_size=16, size_range=(8, 20))
     with pytest.raises(ValueError, match=r"make_digit_canvases: labels must have shape \(3,\); got \(2,\)"):
         D.make_digit_canvases(digits, labels[:2], 2)
-    with pytest.raises(TypeError, match=r"make_digit_canvases: generator must be Generator; got int"):
+    with pytest.raises(TypeError, match=r"make_digit_canvases: generator must be a torch\.Generator; got int"):
         D.make_digit_canvases(digits, labels, 2, generator=0)
     with pytest.raises(ValueError, match=r"train_detector: targets must have one entry per image \(3\); got 1"):
         D.train_detector(D.TinyDetector(), torch.zeros(3, 1, 16, 16), [{}])
@@ -547,7 +547,7 @@ def test_hog_svm_margins_are_cached_per_tensor(generator):
     other = images.clone()
     assert detector.margins(other)[1] is not margins
     torch.testing.assert_close(detector.margins(other)[1], margins)
-    with pytest.raises(ValueError, match=r"HogSvmDetector: positive_iou must be in \[0.3, 1.0\]; got 0.2"):
+    with pytest.raises(ValueError, match=r"HogSvmDetector: positive_iou must be in \[0\.3, 1\]; got 0\.2"):
         D.HogSvmDetector(positive_iou=0.2)
     with pytest.raises(TypeError, match=r"HogSvmDetector.detect: class_agnostic must be a bool; got str 'yes'"):
         detector.detect(images, class_agnostic="yes")
@@ -558,7 +558,7 @@ def test_hog_svm_margins_are_cached_per_tensor(generator):
 def test_tiny_detector_validation_messages():
     with pytest.raises(ValueError, match=r"TinyDetector: num_classes must be >= 1; got 0"):
         D.TinyDetector(num_classes=0)
-    with pytest.raises(ValueError, match=r"TinyDetector: prior_size must be > 0.0; got 0.0"):
+    with pytest.raises(ValueError, match=r"TinyDetector: prior_size must be > 0; got 0\.0"):
         D.TinyDetector(prior_size=0.0)
     with pytest.raises(ValueError, match=r"TinyDetector: x must be 4-D; got shape \(1, 16, 16\)"):
         D.TinyDetector()(torch.zeros(1, 16, 16))
@@ -582,6 +582,6 @@ def test_half_precision_follows_torchvision(generator):
 def test_detect_validation_messages():
     with pytest.raises(TypeError, match=r"detect: model must be TinyDetector; got Linear"):
         D.detect(torch.nn.Linear(2, 2), torch.zeros(1, 1, 16, 16))
-    with pytest.raises(ValueError, match=r"detect: score_threshold must be in \[0.0, 1.0\]; got 1.5"):
+    with pytest.raises(ValueError, match=r"detect: score_threshold must be in \[0, 1\]; got 1\.5"):
         D.detect(D.TinyDetector(), torch.zeros(1, 1, 16, 16), score_threshold=1.5)
     assert D.detect(D.TinyDetector(), torch.zeros(0, 1, 16, 16)) == []

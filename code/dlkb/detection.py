@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlkb import _validate as _v
+from dlkb.utils import eval_mode
 
 __all__ = [
     "box_convert",
@@ -790,6 +791,13 @@ def coco_reference_map(preds: list[dict], targets: list[dict]) -> dict[str, floa
     boxes converted to ``xywh``); an empty detection list, which ``loadRes`` refuses, is replaced
     by one detection of a category that does not exist (and so is never evaluated). Prints nothing.
     """
+    caller = "coco_reference_map"
+    _check_detections(preds, "preds", ("boxes", "scores", "labels"), caller)
+    _check_detections(targets, "targets", ("boxes", "labels"), caller)
+    if len(preds) != len(targets):
+        raise ValueError(
+            f"{caller}: preds and targets must have one entry per image each; got {len(preds)} and {len(targets)}"
+        )
     from pycocotools.coco import COCO  # noqa: PLC0415
     from pycocotools.cocoeval import COCOeval  # noqa: PLC0415
 
@@ -971,6 +979,11 @@ def grid_targets(targets: list[dict], grid: tuple[int, int], stride: int) -> tup
         ``(positive, classes, boxes)``: Tensor[B, S_h, S_w] bool, Tensor[B, S_h, S_w] int64 and
         Tensor[B, S_h, S_w, 4] (the responsible cells' ground-truth boxes, zeros elsewhere).
     """
+    caller = "grid_targets"
+    _check_detections(targets, "targets", ("boxes", "labels"), caller)
+    _v.instance("grid", grid, caller=caller, types=(tuple, list))
+    grid = _v.pair("grid", grid, caller=caller, minimum=1)
+    stride = _v.integer("stride", stride, caller=caller, minimum=1)
     b = len(targets)
     positive = torch.zeros(b, *grid, dtype=torch.bool)
     classes = torch.zeros(b, *grid, dtype=torch.long)
@@ -996,6 +1009,13 @@ def detector_loss(
     Binary cross-entropy on the objectness logit of every cell; cross-entropy on the class
     logits and the GIoU loss (:func:`giou_loss`) on the boxes of the responsible cells only.
     """
+    caller = "detector_loss"
+    _v.instance("model", model, caller=caller, types=TinyDetector)
+    out = _v.tensor("out", out, caller=caller, dtype="floating", ndim=4)
+    cells = tuple(out.shape[:3])  # (B, S_h, S_w)
+    _v.tensor("positive", positive, caller=caller, dtype="bool", shape=cells)
+    _v.tensor("classes", classes, caller=caller, dtype="integer", shape=cells)
+    _v.tensor("boxes", boxes, caller=caller, dtype="floating", shape=(*cells, 4))
     n_pos = positive.sum().clamp(min=1)
     obj = F.binary_cross_entropy_with_logits(out[..., 0], positive.to(out.dtype), reduction="sum")
     cls = F.cross_entropy(out[..., 5:][positive], classes[positive], reduction="sum")
@@ -1023,8 +1043,14 @@ def detect(
     score_threshold = _v.real("score_threshold", score_threshold, caller=caller, low=0.0, high=1.0)
     iou_threshold = _v.real("iou_threshold", iou_threshold, caller=caller)
     batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=1)
-    model.eval()
     device = next(model.parameters()).device
+    preds = []
+    with eval_mode(model):  # the previous mode comes back afterwards, even on error
+        preds = _detect_batches(model, images, score_threshold, iou_threshold, batch_size, device)
+    return preds
+
+
+def _detect_batches(model, images, score_threshold, iou_threshold, batch_size, device) -> list[dict]:
     preds = []
     for start in range(0, images.shape[0], batch_size):
         out = model(images[start : start + batch_size].to(device))  # [b, S_h, S_w, 5 + K]
@@ -1276,6 +1302,11 @@ def draw_boxes(ax, image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tenso
     """
     from matplotlib.patches import Rectangle  # noqa: PLC0415
 
+    caller = "draw_boxes"
+    image = _v.tensor("image", image, caller=caller, dtype="real", ndim=(2, 3))
+    boxes = _boxes("boxes", boxes, caller)
+    if labels is not None:
+        _v.tensor("labels", labels, caller=caller, dtype="integer", shape=(boxes.shape[0],))
     h, w = image.shape[-2:]
     ax.imshow(image.reshape(h, w).detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0))
     for i, (x1, y1, x2, y2) in enumerate(boxes.detach().cpu().tolist()):
