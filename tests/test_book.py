@@ -271,3 +271,13 @@ def test_interview_bank_collects_every_question_of_every_chapter():
     assert sorted(read) == sorted(NOTEBOOKS)
     # Every question links back to its chapter (one {doc} link per chapter section).
     assert body.count("{doc}`→ ") == len(NOTEBOOKS)
+
+
+def test_bibliography_parses_without_duplicates():
+    """A merge that drops a brace breaks the whole site build; catch it here, fast."""
+    import pybtex.database
+
+    text = (ROOT / "references.bib").read_text(encoding="utf-8")
+    db = pybtex.database.parse_string(text, "bibtex")
+    keys = re.findall(r"^@\w+\{([^,]+),", text, re.M)
+    assert len(keys) == len(set(keys)) == len(db.entries)
