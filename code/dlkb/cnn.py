@@ -627,7 +627,9 @@ def batch_norm(
         if m < 2:
             raise ValueError(f"{caller}: training needs more than 1 value per channel; got input of shape {tuple(x.shape)}")
         mean = x.mean(dim=dims)  # [C]
-        var = x.var(dim=dims, correction=0)  # [C], biased: used to normalize
+        # Biased variance as the mean squared deviation: two passes, each a vectorised kernel
+        # (torch.var's one-pass Welford loop is several times slower on the CPU).
+        var = (x - mean.reshape(shape)).square().mean(dim=dims)  # [C], biased: used to normalize
         if running_mean is not None:
             with torch.no_grad():
                 running_mean.mul_(1 - momentum).add_(momentum * mean)
@@ -680,7 +682,7 @@ def layer_norm(
     _optional_shape("bias", bias, shape, x, caller=caller)
     dims = tuple(range(x.ndim - len(shape), x.ndim))
     mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, correction=0)
+    var = (x - mean).square().mean(dim=dims, keepdim=True)  # biased variance (faster than x.var on the CPU)
     y = (x - mean) / torch.sqrt(var + eps)
     return _affine(y, weight, bias, shape)
 
@@ -711,7 +713,7 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         raise ValueError(f"{caller}: needs more than 1 spatial element per channel; got input of shape {tuple(x.shape)}")
     dims = tuple(range(2, x.ndim))
     mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, correction=0)
+    var = (x - mean).square().mean(dim=dims, keepdim=True)  # biased variance (faster than x.var on the CPU)
     return (x - mean) / torch.sqrt(var + eps)
 
 
@@ -757,7 +759,7 @@ def group_norm(
     _optional_shape("bias", bias, (c,), x, caller=caller)
     xg = x.reshape(n, g, -1)  # [N, G, C/G * H * W]
     mean = xg.mean(dim=2, keepdim=True)
-    var = xg.var(dim=2, keepdim=True, correction=0)
+    var = (xg - mean).square().mean(dim=2, keepdim=True)  # biased variance (faster than xg.var on the CPU)
     y = ((xg - mean) / torch.sqrt(var + eps)).reshape(x.shape)
     return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
 
