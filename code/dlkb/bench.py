@@ -24,6 +24,7 @@ Papers: the benchmarked methods are cited in their chapters; convolution as a ma
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 from collections.abc import Callable, Sequence
@@ -33,7 +34,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils import benchmark
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs a "No CUDA runtime is found"
+# warning (with a time stamp) on CPU-only machines; silence that one logger during the import.
+_cpp_log = logging.getLogger("torch.utils.cpp_extension")
+_cpp_level = _cpp_log.level
+_cpp_log.setLevel(logging.ERROR)
+try:
+    from torch.utils import benchmark
+finally:
+    _cpp_log.setLevel(_cpp_level)
 
 from dlkb import augment, classic, cnn, optim, pooling, rnn, transformer
 
@@ -50,6 +59,7 @@ __all__ = [
     "conv2d_fast",
     "avg_pool2d_fast",
     "RATIO_CLASSES",
+    "roi_boxes",
 ]
 
 #: Coarse classes of the ratio ours / library (upper bounds, exclusive), as the appendix prints them.
@@ -322,16 +332,25 @@ def _pool_cases(sizes: Sequence[tuple[int, int]], rep: tuple[int, int]) -> list[
     return out
 
 
+def roi_boxes(k: int, seed: int | None = None) -> torch.Tensor:
+    """``k`` random boxes (Tensor[K, 5], rows ``(batch_index, x1, y1, x2, y2)``) on a 32×32 map of 2 images.
+
+    Sides between 2 and 16 cells, as region proposals on a stride-16 feature map would be;
+    ``seed`` defaults to ``k``.
+    """
+    g = _gen(k if seed is None else seed)
+    xy = torch.rand(k, 2, generator=g) * 24  # [K, 2], top-left corner
+    wh = 2 + torch.rand(k, 2, generator=g) * 14  # [K, 2], width and height
+    return torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), xy, (xy + wh).clamp(max=31)], 1)
+
+
 def _roi_cases(counts: Sequence[int], rep: int) -> list[Case]:
     from torchvision import ops  # noqa: PLC0415
 
     out = []
     x = _randn(2, 64, 32, 32)
     for k in counts:
-        g = _gen(k)
-        xy = torch.rand(k, 2, generator=g) * 24
-        wh = 2 + torch.rand(k, 2, generator=g) * 14
-        boxes = torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), xy, (xy + wh).clamp(max=31)], 1)
+        boxes = roi_boxes(k)
         label = f"x [2, 64, 32, 32], {k} boxes, 7×7"
         out += [
             Case("pooling.roi_pool", "torchvision.ops.roi_pool", label, k,
@@ -515,19 +534,26 @@ def _median_seconds(fn: Callable[[], object], threads: int, min_run_time: float)
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
-def measure(case: Case, threads: int = 1, min_run_time: float = 0.2) -> Result:
+def measure(case: Case, threads: int = 1, min_run_time: float = 0.2, *, check: bool = True) -> Result:
     """Median seconds per call of ``case.ours`` and ``case.reference`` with ``threads`` threads.
+
+    The warm-up call is :meth:`Case.check`, so a case whose two sides disagree is never timed.
 
     Args:
         case: the case to time.
         threads: torch's intra-op threads during the measurement (restored afterwards).
         min_run_time: seconds each side is run at least (``blocked_autorange``).
+        check: warm up with :meth:`Case.check`; ``False`` only calls both sides once (for timing
+            a single function, with a trivial ``reference``).
 
     Returns:
         a :class:`Result`.
     """
+    if check:
+        case.check()  # warm-up (first-call allocations, lazy imports) that also proves both sides agree
     with torch.no_grad():
-        case.ours(), case.reference()  # warm up: first-call allocations, lazy imports
+        if not check:
+            case.ours(), case.reference()  # warm-up only
         ours = _median_seconds(case.ours, threads, min_run_time)
         ref = _median_seconds(case.reference, threads, min_run_time)
     return Result(case.op, case.library, case.size, case.scale, case.kind, case.representative, threads, ours, ref)
