@@ -4,7 +4,7 @@ Used by ``make bench`` (``tools/bench.py``, full sizes, one thread and all threa
 appendix chapter *Performance: from scratch vs the library* (a reduced set). A :class:`Case` holds
 two zero-argument callables on the same, pre-built inputs: ``ours`` (the ``dlkb`` function) and
 ``reference`` (torch, torchvision, scikit-image or imbalanced-learn). :func:`measure` times both
-with ``torch.utils.benchmark`` (``blocked_autorange``: repeated blocks, the median time per call),
+with ``torch.utils.benchmark`` (``Timer.timeit`` in alternating blocks, the median time per call),
 so the ratio ``ours / reference`` compares like with like: same inputs, same thread count, the
 same warm caches. :meth:`Case.check` asserts that the two callables give the same values, so a
 benchmark never times two different computations.
@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import platform
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -138,12 +139,12 @@ def conv2d_fast(x: torch.Tensor, weight: torch.Tensor, padding: int = 0) -> torc
     Instead of copying every window into a column (im2col's Tensor[N, C·kh·kw, L], kh·kw times
     the input), each kernel tap :math:`(u, v)` multiplies the shifted input by the
     :math:`C \times O` matrix ``W[:, :, u, v]ᵀ`` and the kh·kw products are added into the output.
-    The shift costs no copy: with the padded image flattened row by row (channels last,
-    Tensor[N, H'·W', C]), the pixel ``(i + u, j + v)`` sits ``u·W' + v`` rows after ``(i, j)``,
-    so tap ``(u, v)`` reads one contiguous slice. The output is computed for all ``W'``
-    columns of each row, and the ``kw − 1`` columns that wrap around into the next row are
-    cropped at the end. The extra memory is about one output-sized buffer instead of the column
-    matrix. No validation: the benchmark's inputs are well formed; use
+    The shift costs no copy: with the padded batch flattened pixel by pixel (channels last,
+    Tensor[N·H'·W', C]), the pixel ``(i + u, j + v)`` sits ``u·W' + v`` rows after ``(i, j)``,
+    so tap ``(u, v)`` is one matrix product of a contiguous slice. The output is computed for
+    every padded position; the positions whose window wraps around into the next row (or the
+    next image) are cropped at the end. The extra memory is about one output-sized buffer
+    instead of the column matrix. No validation: the benchmark's inputs are well formed; use
     :func:`dlkb.cnn.conv2d` in real code.
 
     Args:
@@ -158,16 +159,16 @@ def conv2d_fast(x: torch.Tensor, weight: torch.Tensor, padding: int = 0) -> torc
     xp = F.pad(x, (padding,) * 4) if padding else x  # [N, C, H', W']
     n, _, hp, wp = xp.shape
     ho, wo = hp - kh + 1, wp - kw + 1
-    flat = xp.permute(0, 2, 3, 1).reshape(n, hp * wp, c)  # [N, H'·W', C], row by row, channels last
-    flat = F.pad(flat, (0, 0, 0, kw - 1))  # [N, H'·W' + kw - 1, C]: the last tap reads kw - 1 rows past the end
+    rows = n * hp * wp  # one output row per padded position
+    flat = xp.permute(0, 2, 3, 1).reshape(rows, c)  # [N·H'·W', C], pixel by pixel, channels last
+    flat = F.pad(flat, (0, 0, 0, (kh - 1) * wp + kw - 1))  # the last taps read past the end
     w = weight.permute(2, 3, 1, 0)  # [kh, kw, C, O]
-    span = ho * wp  # output rows × all W' columns
-    y = torch.zeros(n, span, o, dtype=x.dtype, device=x.device)  # [N, Ho·W', O]
+    y = torch.zeros(rows, o, dtype=x.dtype, device=x.device)  # [N·H'·W', O]
     for u in range(kh):
         for v in range(kw):
-            start = u * wp + v  # the shift of tap (u, v) in the flattened image
-            y.baddbmm_(flat[:, start : start + span], w[u, v].expand(n, c, o))  # += [N, Ho·W', C] @ [C, O]
-    return y.reshape(n, ho, wp, o)[:, :, :wo].permute(0, 3, 1, 2)  # [N, O, Ho, Wo], wrapped columns cropped
+            start = u * wp + v  # the shift of tap (u, v) in the flattened batch
+            y.addmm_(flat[start : start + rows], w[u, v])  # += [rows, C] @ [C, O]
+    return y.reshape(n, hp, wp, o)[:, :ho, :wo].permute(0, 3, 1, 2)  # [N, O, Ho, Wo], wrapped positions cropped
 
 
 def avg_pool2d_fast(x: torch.Tensor, kernel_size: int, stride: int | None = None) -> torch.Tensor:
@@ -461,13 +462,17 @@ def _param_list(n_tensors: int, numel: int, seed: int) -> list[torch.Tensor]:
     return params
 
 
-def _optim_cases(numels: Sequence[int], rep: int, n_tensors: int = 40) -> list[Case]:
+def _optim_cases(
+    numels: Sequence[int], rep: int, n_tensors: int = 40, optimizers: Sequence[str] = ("SGD", "Adam")
+) -> list[Case]:
     out = []
     for numel in numels:
         for name, ours_cls, lib_cls, kw in (
             ("SGD", optim.SGD, torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
             ("Adam", optim.Adam, torch.optim.Adam, {"lr": 1e-3}),
         ):
+            if name not in optimizers:
+                continue
             for foreach in (False, True):
                 p_ours, p_ref = _param_list(n_tensors, numel, 0), _param_list(n_tensors, numel, 0)
                 opt_ours, opt_ref = ours_cls(p_ours, **kw), lib_cls(p_ref, foreach=foreach, **kw)
@@ -510,17 +515,17 @@ def cases(scale: str = "full") -> list[Case]:
             *_optim_cases([10_000, 100_000, 1_000_000], 100_000),
         ]
     return [
-        *_conv_cases([(8, 16)], (8, 16)),
-        *_conv_transpose_cases([(8, 16)], (8, 16)),
+        *_conv_cases([(4, 16)], (4, 16)),
+        *_conv_transpose_cases([(4, 16)], (4, 16)),
         *_deform_cases([(4, 16)], (4, 16)),
         *_norm_cases([(8, 16)], (8, 16)),
-        *_pool_cases([(8, 32)], (8, 32)),
-        *_roi_cases([32], 32),
+        *_pool_cases([(4, 32)], (4, 32)),
+        *_roi_cases([8], 8),
         *_attention_cases([128], 128, batch=4),
         *_rnn_cases([32], 32, batch=16),
-        *_classic_cases([16], 16),
+        *_classic_cases([8], 8),
         *_smote_cases([1000], 1000),
-        *_optim_cases([100_000], 100_000),
+        *_optim_cases([100_000], 100_000, optimizers=("Adam",)),
     ]
 
 
@@ -529,22 +534,25 @@ def cases(scale: str = "full") -> list[Case]:
 # ----------------------------------------------------------------------------------------
 
 
-def _median_seconds(fn: Callable[[], object], threads: int, min_run_time: float) -> float:
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    return timer.blocked_autorange(min_run_time=min_run_time).median
-
-
-def measure(case: Case, threads: int = 1, min_run_time: float = 0.2, *, check: bool = True) -> Result:
+def measure(
+    case: Case, threads: int = 1, min_run_time: float = 0.2, *, check: bool = True, rounds: int = 7
+) -> Result:
     """Median seconds per call of ``case.ours`` and ``case.reference`` with ``threads`` threads.
 
     The warm-up call is :meth:`Case.check`, so a case whose two sides disagree is never timed.
+    Then one timed call of each side sets the block size: ``number`` calls per block, so that a
+    block lasts about ``min_run_time / rounds`` seconds. ``rounds`` blocks of each side are timed
+    *alternately* (``torch.utils.benchmark.Timer.timeit``), ours, library, ours, library..., so
+    that a burst of load from other programs on the machine slows down both sides rather than
+    one; the result is the median time per call over the blocks of each side.
 
     Args:
         case: the case to time.
         threads: torch's intra-op threads during the measurement (restored afterwards).
-        min_run_time: seconds each side is run at least (``blocked_autorange``).
+        min_run_time: about the seconds spent timing each side.
         check: warm up with :meth:`Case.check`; ``False`` only calls both sides once (for timing
             a single function, with a trivial ``reference``).
+        rounds: blocks per side.
 
     Returns:
         a :class:`Result`.
@@ -554,8 +562,14 @@ def measure(case: Case, threads: int = 1, min_run_time: float = 0.2, *, check: b
     with torch.no_grad():
         if not check:
             case.ours(), case.reference()  # warm-up only
-        ours = _median_seconds(case.ours, threads, min_run_time)
-        ref = _median_seconds(case.reference, threads, min_run_time)
+        timers = [benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads) for fn in (case.ours, case.reference)]
+        block = min_run_time / rounds  # seconds per block
+        numbers = [max(1, round(block / max(timer.timeit(1).median, 1e-9))) for timer in timers]  # calls per block
+        samples: list[list[float]] = [[], []]
+        for _ in range(rounds):
+            for timer, number, times in zip(timers, numbers, samples):
+                times.append(timer.timeit(number).median)  # seconds per call in this block
+    ours, ref = (statistics.median(times) for times in samples)
     return Result(case.op, case.library, case.size, case.scale, case.kind, case.representative, threads, ours, ref)
 
 
@@ -564,14 +578,20 @@ def run(
     threads: Sequence[int] = (1,),
     min_run_time: float = 0.2,
     progress: Callable[[Result], None] | None = None,
+    rounds: int = 7,
 ) -> list[Result]:
     """:func:`measure` every case at every thread count; ``progress`` is called after each result."""
     results = []
-    for t in threads:
-        for case in all_cases:
-            results.append(measure(case, t, min_run_time))
-            if progress is not None:
-                progress(results[-1])
+    before = torch.get_num_threads()
+    try:
+        for t in threads:
+            torch.set_num_threads(t)  # for the whole pass: switching thread pools per block costs time
+            for case in all_cases:
+                results.append(measure(case, t, min_run_time, rounds=rounds))
+                if progress is not None:
+                    progress(results[-1])
+    finally:
+        torch.set_num_threads(before)
     return results
 
 
@@ -598,7 +618,7 @@ def to_markdown(results: Sequence[Result]) -> str:
         "",
         f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads available "
         f"(`torch.get_num_threads()`), {platform.processor() or platform.platform()}.",
-        "Median of repeated blocks (`torch.utils.benchmark.Timer.blocked_autorange`).",
+        "Median time per call over blocks timed alternately, dlkb then library (`torch.utils.benchmark.Timer.timeit`).",
         "ratio = dlkb time / library time; **bold** rows are the representative sizes of the appendix.",
         "Kind `loop`: a sequential Python loop (time steps, parameter tensors, images), where a gap is expected.",
         "",
