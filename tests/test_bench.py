@@ -105,3 +105,12 @@ def test_measure_restores_the_thread_count():
     before = torch.get_num_threads()
     bench.measure(bench.Case("a", "b", "s", 1.0, lambda: None, lambda: None), threads=1, min_run_time=0.01)
     assert torch.get_num_threads() == before
+
+
+def test_stateful_cases_check_again_after_timing():
+    # an optimizer case is checked, timed (which steps both sides unequally often), then checked again
+    case = next(c for c in bench.cases("reduced") if c.op.startswith("optim."))
+    case.check()
+    for _ in range(3):
+        case.ours()
+    case.check()  # reset restores both sides first
