@@ -5,6 +5,7 @@
 #   make run NB=chapters/how-to-use.ipynb   re-execute one notebook and save outputs
 #   make run-all re-execute every notebook
 #   make timing  execute every notebook, write _build/timing.md
+#   make bench   time every from-scratch dlkb op against its library op, write _build/bench.md and .json
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 MATHJAX := _assets/mathjax/tex-chtml.js
 export PYTHONHASHSEED := 0
 
-.PHONY: book test chromium run run-all timing serve clean
+.PHONY: book test chromium run run-all timing bench serve clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,9 @@ run-all: $(STAMP)
 
 timing: $(STAMP)
 	$(BIN)/python tools/nbtool.py timing --out _build/timing.md
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py --out _build/bench
 
 serve:
 	$(BIN)/python -m http.server -d _build/html 8000
