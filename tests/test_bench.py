@@ -83,7 +83,7 @@ def test_ratio_class(ratio, label):
 
 
 def test_ratio_class_rejects_nan():
-    with pytest.raises(ValueError, match="ratio_class: ratio must be a number; got nan"):
+    with pytest.raises(ValueError, match=r"ratio_class: ratio must be a number, not NaN; got nan"):
         bench.ratio_class(math.nan)
 
 

@@ -154,7 +154,7 @@ def _public_callables():
     import importlib
     import inspect
 
-    modules = ["augment", "classic", "cnn", "data", "detection", "fewlabels", "generative", "losses", "models", "optim", "pooling", "rnn",
+    modules = ["augment", "bench", "classic", "cnn", "data", "detection", "fewlabels", "generative", "losses", "models", "optim", "pooling", "rnn",
                "train", "transformer", "utils", "plot", "show"]
     for name in modules:
         module = importlib.import_module(f"dlkb.{name}")

@@ -46,6 +46,7 @@ try:
 finally:
     _cpp_log.setLevel(_cpp_level)
 
+from dlkb import _validate as _v
 from dlkb import augment, classic, cnn, optim, pooling, rnn, transformer
 
 __all__ = [
@@ -149,8 +150,7 @@ def conv2d_fast(x: torch.Tensor, weight: torch.Tensor, padding: int = 0) -> torc
     so tap ``(u, v)`` is one matrix product of a contiguous slice. The output is computed for
     every padded position; the positions whose window wraps around into the next row (or the
     next image) are cropped at the end. The extra memory is about one output-sized buffer
-    instead of the column matrix. No validation: the benchmark's inputs are well formed; use
-    :func:`dlkb.cnn.conv2d` in real code.
+    instead of the column matrix. Arguments are validated like :func:`dlkb.cnn.conv2d`'s.
 
     Args:
         x (Tensor[N, C, H, W]): input.
@@ -160,7 +160,13 @@ def conv2d_fast(x: torch.Tensor, weight: torch.Tensor, padding: int = 0) -> torc
     Returns:
         Tensor[N, O, Ho, Wo], equal to ``F.conv2d(x, weight, padding=padding)``.
     """
+    caller = "conv2d_fast"
+    _v.tensor("x", x, caller=caller, dtype="floating", ndim=4)
+    _v.tensor("weight", weight, caller=caller, dtype="floating", shape=(None, x.shape[1], None, None))
+    padding = _v.integer("padding", padding, caller=caller, minimum=0)
     o, c, kh, kw = weight.shape
+    if x.shape[2] + 2 * padding < kh or x.shape[3] + 2 * padding < kw:
+        raise ValueError(f"{caller}: the padded input {tuple(x.shape[2:])} + 2·{padding} is smaller than the kernel {(kh, kw)}")
     xp = F.pad(x, (padding,) * 4) if padding else x  # [N, C, H', W']
     n, _, hp, wp = xp.shape
     ho, wo = hp - kh + 1, wp - kw + 1
@@ -185,7 +191,7 @@ def avg_pool2d_fast(x: torch.Tensor, kernel_size: int, stride: int | None = None
     Each tap ``(u, v)`` is the view ``x[:, :, u::s, v::s]`` cut to the output size, so the
     sum is :math:`k^2` element-wise additions of output-sized tensors; the readable version
     reduces a last dimension of only :math:`k^2` elements per output, which vectorises badly.
-    No validation (benchmark inputs are well formed).
+    Arguments are validated like :func:`dlkb.pooling.avg_pool2d`'s.
 
     Args:
         x (Tensor[N, C, H, W]): input.
@@ -195,8 +201,12 @@ def avg_pool2d_fast(x: torch.Tensor, kernel_size: int, stride: int | None = None
     Returns:
         Tensor[N, C, Ho, Wo], equal to ``F.avg_pool2d(x, kernel_size, stride)``.
     """
-    k = kernel_size
-    s = k if stride is None else stride
+    caller = "avg_pool2d_fast"
+    _v.tensor("x", x, caller=caller, dtype="floating", ndim=4)
+    k = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1)
+    s = k if stride is None else _v.integer("stride", stride, caller=caller, minimum=1)
+    if k > min(x.shape[2], x.shape[3]):
+        raise ValueError(f"avg_pool2d_fast: kernel_size {k} must fit in the input {tuple(x.shape[2:])}")
     ho, wo = (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
     y = torch.zeros(*x.shape[:2], ho, wo, dtype=x.dtype, device=x.device)  # [N, C, Ho, Wo]
     for u in range(k):
@@ -220,6 +230,14 @@ def conv2d_bytes(shape: Sequence[int], out_channels: int, kernel: int, padding: 
         ``[N, C·k·k, Ho·Wo]``, which :func:`dlkb.cnn.conv2d` materializes and a direct
         convolution kernel does not.
     """
+    caller = "conv2d_bytes"
+    shape = _v.int_sequence("shape", shape, caller=caller, minimum=1)
+    if len(shape) != 4:
+        raise ValueError(f"{caller}: shape must be [N, C, H, W]; got {list(shape)}")
+    out_channels = _v.integer("out_channels", out_channels, caller=caller, minimum=1)
+    kernel = _v.integer("kernel", kernel, caller=caller, minimum=1)
+    padding = _v.integer("padding", padding, caller=caller, minimum=0)
+    itemsize = _v.integer("itemsize", itemsize, caller=caller, minimum=1)
     n, c, h, w = shape
     ho, wo = h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1
     return {
@@ -344,6 +362,9 @@ def roi_boxes(k: int, seed: int | None = None) -> torch.Tensor:
     Sides between 2 and 16 cells, as region proposals on a stride-16 feature map would be;
     ``seed`` defaults to ``k``.
     """
+    k = _v.integer("k", k, caller="roi_boxes", minimum=0)
+    if seed is not None:
+        _v.integer("seed", seed, caller="roi_boxes", minimum=0)
     g = _gen(k if seed is None else seed)
     xy = torch.rand(k, 2, generator=g) * 24  # [K, 2], top-left corner
     wh = 2 + torch.rand(k, 2, generator=g) * 14  # [K, 2], width and height
@@ -571,6 +592,11 @@ def measure(
     Returns:
         a :class:`Result`.
     """
+    caller = "measure"
+    _v.instance("case", case, caller=caller, types=Case)
+    threads = _v.integer("threads", threads, caller=caller, minimum=1)
+    min_run_time = _v.real("min_run_time", min_run_time, caller=caller, low=0.0, low_open=True)
+    rounds = _v.integer("rounds", rounds, caller=caller, minimum=1)
     if check:
         case.check()  # warm-up (first-call allocations, lazy imports) that also proves both sides agree
     with torch.no_grad():
@@ -602,6 +628,10 @@ def run(
     rounds: int = 7,
 ) -> list[Result]:
     """:func:`measure` every case at every thread count; ``progress`` is called after each result."""
+    _v.instance("all_cases", all_cases, caller="run", types=(list, tuple))
+    for i, case in enumerate(all_cases):
+        _v.instance(f"all_cases[{i}]", case, caller="run", types=Case)
+    threads = _v.int_sequence("threads", threads, caller="run", minimum=1)
     results = []
     before = torch.get_num_threads()
     try:
@@ -616,8 +646,15 @@ def run(
     return results
 
 
+def _check_results(results: object, caller: str) -> None:
+    _v.instance("results", results, caller=caller, types=(list, tuple))
+    for i, r in enumerate(results):
+        _v.instance(f"results[{i}]", r, caller=caller, types=Result)
+
+
 def ratio_class(ratio: float) -> str:
     """The coarse class of a ratio: ``"<1.5×"``, ``"1.5–3×"``, ``"3–10×"`` or ``">10×"``."""
+    ratio = _v.real("ratio", ratio, caller="ratio_class", low=0.0, low_open=True, finite=False)
     for bound, label in RATIO_CLASSES:
         if ratio < bound:
             return label
@@ -634,6 +671,7 @@ def _fmt_time(seconds: float) -> str:
 
 def to_markdown(results: Sequence[Result]) -> str:
     """A Markdown report: one table per thread count, plus the representative sizes against the 3× target."""
+    _check_results(results, "to_markdown")
     lines = [
         "# Benchmark: from-scratch dlkb ops vs the library ops",
         "",
@@ -665,6 +703,7 @@ def to_markdown(results: Sequence[Result]) -> str:
 
 def to_json(results: Sequence[Result]) -> str:
     """The results as JSON (a list of objects with the :class:`Result` fields and ``ratio``)."""
+    _check_results(results, "to_json")
     rows = [{**asdict(r), "ratio": r.ratio} for r in results]
     meta = {"torch": torch.__version__, "machine": platform.machine(), "threads_available": torch.get_num_threads()}
     return json.dumps({"meta": meta, "results": rows}, indent=1, ensure_ascii=False)
