@@ -379,3 +379,18 @@ def test_search_snippets_show_text_not_tex(server, visit):
     snippets = page.eval_on_selector_all("#search-results ul.search li p.context", "ps => ps.map(p => p.textContent)")
     assert snippets and not any("\\(" in s or "\\[" in s or "$$" in s for s in snippets), snippets
     assert page.evaluate("window.dlkbStripMath('a \\\\(\\\\alpha_t\\\\) b \\\\[x^2\\\\] c')") == "a … b … c"
+
+
+PAGE_BUDGET_BYTES = 1_500_000  # HTML + its images, for readers on a slow connection
+
+
+@pytest.mark.parametrize("name", [p for p in toc_pages() if p.startswith("chapters/")])
+def test_chapter_page_weight_is_within_budget(site, name):
+    page = site / f"{name}.html"
+    html = page.read_text(encoding="utf-8")
+    total = page.stat().st_size
+    for src in set(re.findall(r'<img[^>]+src="([^"]+)"', html)):
+        if REMOTE.match(src) or src.startswith("data:"):
+            continue
+        total += (page.parent / src).resolve().stat().st_size
+    assert total <= PAGE_BUDGET_BYTES, f"{name}: {total / 1e6:.2f} MB of HTML and images (budget 1.5 MB)"
