@@ -25,7 +25,7 @@ Papers:
     Girshick, "Fast R-CNN", ICCV 2015, Eq. (3) (smooth L1).
     Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Sec. 7 (label smoothing).
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, Eqs. (1)-(5).
-    Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice loss).
+    Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice coefficient, maximised; squared denominator).
     Rahman & Wang, "Optimizing Intersection-over-Union", ISVC 2016 (IoU loss).
     Johnson et al., "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
     ECCV 2016, Sec. 3.2 (feature reconstruction loss).
@@ -506,7 +506,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0
 
     summing over every non-batch dimension. The smoothing term :math:`s` keeps the ratio
     defined for an empty mask and an empty prediction (the loss is then 0). V-Net squares
-    :math:`p` and :math:`t` in the denominator; we use the plain sums (the common form).
+    :math:`p` and :math:`t` in the denominator and maximises the coefficient; we use the
+    plain sums (the common form, equal for hard masks) and minimise one minus it.
 
     Args:
         logits (Tensor[N, *]): unnormalized foreground scores.
@@ -706,8 +707,9 @@ class PerceptualLoss(nn.Module):
         \ell(x, y) = \frac{1}{L}\sum_{l=1}^{L} w_l\, \operatorname{MSE}\big(\phi_l(x), \phi_l(y)\big),
 
     where :math:`\phi_l` is the output of ``features[layers[l]]``. Johnson et al. use
-    VGG-16's relu2_2 for the feature loss; other work uses relu1_2 … relu4_3 (indices
-    3, 8, 15, 22 of ``torchvision.models.vgg16().features``).
+    VGG-16's relu2_2 for this feature (content) reconstruction loss; their style loss
+    (Gram matrices, not implemented here) uses relu1_2, relu2_2, relu3_3 and relu4_3,
+    indices 3, 8, 15 and 22 of ``torchvision.models.vgg16().features``.
 
     The network's parameters are frozen (``requires_grad=False``) and it stays in eval
     mode; gradients still flow to ``input`` (and ``target`` if it requires them). The
