@@ -229,3 +229,74 @@ def test_bovw_validation(rng):
     bovw.fit(rng.random((2, 8, 8)))
     with pytest.raises(ValueError, match=r"BagOfVisualWords.transform: patch_size \(5, 5\) is larger"):
         bovw.transform(rng.random((2, 4, 4)))
+
+
+# ---- LLC encoding ---------------------------------------------------------------------------------
+
+
+def _llc_slow(bovw, images):
+    """Per-patch LLC codes (explicit constrained least squares), max pooling per cell, L2 norm."""
+    ph, pw = bovw.patch_size
+    n, h, w = images.shape
+    feats = []
+    for img in images:
+        codes = {}
+        for r in range(h - ph + 1):
+            for c in range(w - pw + 1):
+                x = img[r : r + ph, c : c + pw].reshape(-1).astype(np.float64)
+                d = ((bovw.codebook_ - x) ** 2).sum(1)
+                near = np.argsort(d, kind="stable")[: bovw.knn]
+                z = bovw.codebook_[near] - x
+                cov = z @ z.T
+                cov = cov + bovw.llc_lambda * np.trace(cov) * np.eye(bovw.knn)
+                wgt = np.linalg.solve(cov + 1e-12 * np.eye(bovw.knn), np.ones(bovw.knn))
+                code = np.zeros(bovw.n_words)
+                code[near] = wgt / wgt.sum()
+                codes[(r, c)] = code
+        parts = []
+        for g in bovw.levels:
+            for a in range(g):
+                for b in range(g):
+                    members = [v for (r, c), v in codes.items()
+                               if min(int((r + (ph - 1) / 2 + 0.5) * g // h), g - 1) == a
+                               and min(int((c + (pw - 1) / 2 + 0.5) * g // w), g - 1) == b]
+                    parts.append(np.max(members, axis=0) if members else np.zeros(bovw.n_words))
+        f = np.concatenate(parts)
+        feats.append(f / np.linalg.norm(f))
+    return np.stack(feats)
+
+
+@pytest.mark.parametrize("knn, levels", [(5, (1, 2)), (1, (1,)), (3, (1, 2, 3))])
+def test_llc_encoding_matches_slow_formula(knn, levels):
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 7, 8))
+    bovw = BagOfVisualWords(8, patch_size=3, levels=levels, random_state=0, encoding="llc", knn=knn).fit(images)
+    fast = bovw.transform(images[:3])
+    np.testing.assert_allclose(fast, _llc_slow(bovw, images[:3]), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0)
+
+
+def test_llc_codes_sum_to_one_reconstruct_and_reduce_to_hard_assignment():
+    rng = np.random.default_rng(1)
+    images = rng.random((5, 6, 6))
+    bovw = BagOfVisualWords(6, patch_size=2, random_state=0, encoding="llc", knn=3).fit(images)
+    patches, _ = bovw._patches(images, "test")
+    d2 = (bovw.codebook_**2).sum(1) - 2 * patches @ bovw.codebook_.T
+    codes = bovw._llc_codes(patches, d2)
+    np.testing.assert_allclose(codes.sum(-1), 1.0)
+    assert ((codes != 0).sum(-1) <= 3).all()
+    # the local reconstruction is no worse than the nearest word alone
+    recon = codes @ bovw.codebook_
+    nearest = bovw.codebook_[d2.argmin(-1)]
+    assert (((recon - patches) ** 2).sum(-1) <= ((nearest - patches) ** 2).sum(-1) + 1e-9).all()
+    one = BagOfVisualWords(6, patch_size=2, random_state=0, encoding="llc", knn=1).fit(images)
+    np.testing.assert_array_equal(one._llc_codes(patches, d2).argmax(-1), d2.argmin(-1))
+
+
+def test_llc_validation():
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: encoding must be one of \('hard', 'llc'\); got 'soft'"):
+        BagOfVisualWords(4, patch_size=3, encoding="soft")
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: knn must be in \[1, 4\]; got 5"):
+        BagOfVisualWords(4, patch_size=3, encoding="llc", knn=5)
+    with pytest.raises(ValueError, match=r"BagOfVisualWords: llc_lambda must be >= 0; got -1.0"):
+        BagOfVisualWords(4, patch_size=3, encoding="llc", knn=2, llc_lambda=-1.0)

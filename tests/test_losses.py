@@ -598,3 +598,195 @@ def test_empty_batches_follow_the_reference():
         torch.stack([1 - (2 * torch.sigmoid(torch.tensor(3.0)) + 1) / (torch.sigmoid(torch.tensor(3.0)) + 2),
                      1 - 1 / (torch.sigmoid(torch.tensor(-2.0)) + 1)]),
     )
+
+
+# ---------------------------------------------------------------- distillation, triplet, multi-class hinge
+
+
+def _kd_ref(s, t, temperature):
+    return temperature**2 * F.kl_div(
+        F.log_softmax(s / temperature, 1), F.softmax(t / temperature, 1), reduction="batchmean"
+    )
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 4.0, 20.0])
+def test_distillation_matches_torch_values_and_gradients(temperature):
+    g = _g(40)
+    s, t = _leaf(6, 5, g=g, scale=3.0), _leaf(6, 5, g=g, scale=3.0)
+    _compare(
+        lambda a, b: L.distillation_loss(a, b, temperature=temperature), lambda a, b: _kd_ref(a, b, temperature), s, t
+    )
+
+
+def test_distillation_gradient_gradcheck_non_contiguous_and_zero_at_teacher():
+    g = _g(41)
+    s = _leaf(4, 3, g=g, dtype=torch.float64)
+    t = torch.randn(3, 4, generator=g, dtype=torch.float64).t()  # [4, 3], non-contiguous
+    assert torch.autograd.gradcheck(lambda a: L.distillation_loss(a, t, temperature=2.0), (s,))
+    torch.testing.assert_close(L.distillation_loss(s, t, temperature=2.0), _kd_ref(s, t.contiguous(), 2.0))
+    # gradient w.r.t. the student is (T / N) (p - q); zero (and loss zero) when student == teacher
+    T = 3.0
+    x = t.clone().requires_grad_()
+    loss = L.distillation_loss(x, t, temperature=T)
+    loss.backward()
+    torch.testing.assert_close(loss, torch.zeros((), dtype=torch.float64))
+    torch.testing.assert_close(x.grad, torch.zeros_like(x))
+    y = (t + 1.0 * torch.randn(4, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    L.distillation_loss(y, t, temperature=T).backward()
+    expected = (T / 4) * (torch.softmax(y.detach() / T, 1) - torch.softmax(t / T, 1))
+    torch.testing.assert_close(y.grad, expected)
+
+
+def test_distillation_extreme_logits_are_finite():
+    s = torch.tensor([[1000.0, -1000.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[-1000.0, 1000.0, 0.0]])
+    loss = L.distillation_loss(s, t, temperature=1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    torch.testing.assert_close(loss, _kd_ref(s.detach(), t, 1.0))
+
+
+@pytest.mark.parametrize(
+    "kw, exc, match",
+    [
+        ({"temperature": 0.0}, ValueError, r"distillation_loss: temperature must be > 0; got 0.0"),
+        ({"temperature": -1.0}, ValueError, r"distillation_loss: temperature must be > 0; got -1.0"),
+        ({"temperature": "2"}, TypeError, r"distillation_loss: temperature must be a real number; got str"),
+    ],
+)
+def test_distillation_bad_temperature(kw, exc, match):
+    x = torch.zeros(2, 3)
+    with pytest.raises(exc, match=match):
+        L.distillation_loss(x, x, **kw)
+
+
+def test_distillation_bad_tensors():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"distillation_loss: teacher_logits must have the same shape as student_logits \(2, 3\); got \(2, 4\)"):
+        L.distillation_loss(x, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"distillation_loss: student_logits must be 2-D; got shape \(3,\)"):
+        L.distillation_loss(torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"distillation_loss: student_logits must not be empty; got shape \(0, 3\)"):
+        L.distillation_loss(torch.zeros(0, 3), torch.zeros(0, 3))
+    with pytest.raises(TypeError, match=r"distillation_loss: teacher_logits must be a floating-point tensor; got dtype torch.int64"):
+        L.distillation_loss(x, torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"distillation_loss: student_logits must be a torch.Tensor; got list"):
+        L.distillation_loss([[0.0]], x)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"margin": 0.3}, {"p": 1.0}, {"p": 3.0}, {"swap": True}, {"eps": 0.0, "margin": 2.0}, {"p": 1.5, "swap": True}],
+)
+def test_triplet_matches_torch(reduction, kw):
+    g = _g(42)
+    a, pos = _leaf(7, 4, g=g), _leaf(7, 4, g=g)
+    neg = (8.0 * torch.randn(7, 4, generator=g) * torch.tensor([0, 0, 0, 1, 1, 1, 1.0])[:, None]).requires_grad_()
+    _compare(
+        lambda x, y, z: L.triplet_margin_loss(x, y, z, reduction=reduction, **kw),
+        lambda x, y, z: F.triplet_margin_loss(x, y, z, reduction=reduction, **kw),
+        a,
+        pos,
+        neg,
+    )
+    per_sample = L.triplet_margin_loss(a, pos, neg, reduction="none", **kw)
+    assert per_sample.shape == (7,) and bool((per_sample > 0).any()) and bool((per_sample == 0).any())
+
+
+def test_triplet_unbatched_non_contiguous_gradcheck_and_coincident_points():
+    g = _g(43)
+    a = _leaf(5, g=g)
+    _compare(
+        lambda x: L.triplet_margin_loss(x, x.detach() + 0.1, -x.detach()),
+        lambda x: F.triplet_margin_loss(x, x.detach() + 0.1, -x.detach()),
+        a,
+    )
+    b = torch.randn(3, 6, generator=g).t()  # [6, 3], non-contiguous
+    c, d = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    torch.testing.assert_close(L.triplet_margin_loss(b, c, d, swap=True), F.triplet_margin_loss(b.contiguous(), c, d, swap=True))
+    x = _leaf(4, 3, g=g, dtype=torch.float64)
+    y, z = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda u: L.triplet_margin_loss(u, y, z, margin=5.0, p=1.5), (x,))
+    # anchor == positive: eps keeps the gradient finite, like the reference
+    e = torch.zeros(2, 3, requires_grad=True)
+    out = L.triplet_margin_loss(e, e.detach().clone(), torch.ones(2, 3))
+    out.backward()
+    assert torch.isfinite(e.grad).all()
+
+
+def test_triplet_validation():
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: negative must have the same shape as anchor \(2, 3\); got \(2, 4\)"):
+        L.triplet_margin_loss(x, x, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: positive must have the same shape as anchor \(2, 3\); got \(1, 3\)"):
+        L.triplet_margin_loss(x, torch.zeros(1, 3), x)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: anchor must be 1-D or 2-D; got shape \(1, 2, 3\)"):
+        L.triplet_margin_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, 3), torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: margin must be > 0; got 0.0"):
+        L.triplet_margin_loss(x, x, x, margin=0.0)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: p must be > 0; got -1"):
+        L.triplet_margin_loss(x, x, x, p=-1)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: eps must be >= 0; got -0.1"):
+        L.triplet_margin_loss(x, x, x, eps=-0.1)
+    with pytest.raises(TypeError, match=r"triplet_margin_loss: swap must be a bool; got int 1"):
+        L.triplet_margin_loss(x, x, x, swap=1)
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: reduction must be one of \('none', 'mean', 'sum'\); got 'batchmean'"):
+        L.triplet_margin_loss(x, x, x, reduction="batchmean")
+    with pytest.raises(TypeError, match=r"triplet_margin_loss: negative must be a floating-point tensor; got dtype torch.int64"):
+        L.triplet_margin_loss(x, x, torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"triplet_margin_loss: anchor must not be empty; got shape \(0, 3\)"):
+        L.triplet_margin_loss(x[:0], x[:0], x[:0])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("margin", [1.0, 0.5, -0.2])
+@pytest.mark.parametrize("use_weight", [False, True])
+def test_multi_margin_matches_torch(reduction, p, margin, use_weight):
+    g = _g(44)
+    x = _leaf(8, 5, g=g, scale=1.5)
+    y = torch.randint(0, 5, (8,), generator=g)
+    w = torch.rand(5, generator=g) + 0.5 if use_weight else None
+    kw = {"p": p, "margin": margin, "weight": w, "reduction": reduction}
+    _compare(lambda a: L.multi_margin_loss(a, y, **kw), lambda a: F.multi_margin_loss(a, y, **kw), x)
+
+
+def test_multi_margin_slow_formula_unbatched_non_contiguous_and_gradcheck():
+    g = _g(45)
+    x = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    xt = x.t()  # [6, 4], non-contiguous
+    target = torch.tensor([0, 3, 3, 1, 2, 0])
+    rows = []
+    for i in range(6):
+        terms = [torch.clamp(1.0 - xt[i, target[i]] + xt[i, j], min=0.0) for j in range(4) if j != int(target[i])]
+        rows.append(torch.stack(terms).sum() / 4)
+    torch.testing.assert_close(L.multi_margin_loss(xt, target, reduction="none"), torch.stack(rows))
+    torch.testing.assert_close(L.multi_margin_loss(xt[2], target[2]), F.multi_margin_loss(xt[2], target[2]))
+    leaf = xt.contiguous().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: L.multi_margin_loss(a, target, p=2, margin=3.0), (leaf,))
+
+
+def test_multi_margin_validation():
+    x = torch.zeros(3, 4)
+    y = torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=r"multi_margin_loss: target class indices must be in \[0, 3\]; got 4"):
+        L.multi_margin_loss(x, torch.tensor([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"multi_margin_loss: target class indices must be in \[0, 3\]; got -1"):
+        L.multi_margin_loss(x, torch.tensor([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"multi_margin_loss: target must have shape \(3,\); got \(3, 1\)"):
+        L.multi_margin_loss(x, y[:, None])
+    with pytest.raises(TypeError, match=r"multi_margin_loss: target must be an integer tensor; got dtype torch.float32"):
+        L.multi_margin_loss(x, y.float())
+    with pytest.raises(ValueError, match=r"multi_margin_loss: p must be in \[1, 2\]; got 3"):
+        L.multi_margin_loss(x, y, p=3)
+    with pytest.raises(TypeError, match=r"multi_margin_loss: p must be an int; got float 1.0"):
+        L.multi_margin_loss(x, y, p=1.0)
+    with pytest.raises(ValueError, match=r"multi_margin_loss: weight must have shape \(4,\); got \(3,\)"):
+        L.multi_margin_loss(x, y, weight=torch.ones(3))
+    with pytest.raises(ValueError, match=r"multi_margin_loss: reduction must be one of \('none', 'mean', 'sum'\); got 'avg'"):
+        L.multi_margin_loss(x, y, reduction="avg")
+    with pytest.raises(ValueError, match=r"multi_margin_loss: logits must be 1-D or 2-D; got shape \(3, 4, 1\)"):
+        L.multi_margin_loss(x[..., None], y)
+    with pytest.raises(ValueError, match=r"multi_margin_loss: margin must be a finite number; got nan"):
+        L.multi_margin_loss(x, y, margin=float("nan"))

@@ -265,3 +265,68 @@ def test_resnet_validation():
         ResNet(BasicBlock, (1,), in_channels=0)
     with pytest.raises(ValueError, match=r"ResNet: input must have shape \(N, 1, H, W\); got \(1, 3, 8, 8\)"):
         ResNet(BasicBlock, (1,))(torch.randn(1, 3, 8, 8))
+
+
+# ---- AlexNet / VGG against torchvision ------------------------------------------------------------
+
+
+def _shapes(model):
+    return [tuple(p.shape) for p in model.parameters()]
+
+
+def test_alexnet_equals_torchvision():
+    import torchvision
+
+    from dlkb.models import AlexNet
+
+    torch.manual_seed(0)
+    ref = torchvision.models.alexnet().eval()
+    ours = AlexNet().eval()
+    assert _shapes(ours) == _shapes(ref)
+    assert sum(p.numel() for p in ours.parameters()) == 61_100_840
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 96, 80, generator=torch.Generator().manual_seed(1))  # small, non-square
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x))
+
+
+@pytest.mark.parametrize("config, name", [("A", "vgg11"), ("B", "vgg13"), ("D", "vgg16"), ("E", "vgg19")])
+def test_vgg_parameters_equal_torchvision(config, name):
+    import torchvision
+
+    from dlkb.models import VGG
+
+    with torch.device("meta"):
+        ours, ref = VGG(config), getattr(torchvision.models, name)()
+    assert _shapes(ours) == _shapes(ref)
+    if config == "D":
+        assert sum(p.numel() for p in ours.parameters()) == 138_357_544
+
+
+def test_vgg_forward_matches_torchvision_layers_small():
+    import torchvision
+
+    from dlkb.models import VGG
+
+    torch.manual_seed(0)
+    ours = VGG("A", num_classes=3).eval()
+    ref = torchvision.models.vgg11(num_classes=3).eval()
+    with torch.no_grad():
+        for p, q in zip(ours.parameters(), ref.parameters()):
+            p.copy_(q)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), ref(x))
+
+
+def test_alexnet_vgg_validation():
+    from dlkb.models import VGG, AlexNet
+
+    with pytest.raises(ValueError, match=r"VGG: config must be one of \('A', 'B', 'D', 'E'\); got 'C'"):
+        VGG("C")
+    with pytest.raises(ValueError, match=r"AlexNet: num_classes must be >= 1; got 0"):
+        AlexNet(0)
+    with pytest.raises(ValueError, match=r"VGG: dropout must be in \[0, 1\]; got 1.5"):
+        VGG("A", dropout=1.5)
+    with pytest.raises(ValueError, match=r"AlexNet: input must have shape \(N, 3, H, W\); got \(1, 1, 64, 64\)"):
+        AlexNet()(torch.zeros(1, 1, 64, 64))

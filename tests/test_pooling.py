@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -460,3 +462,85 @@ def test_max_over_bins_propagates_nan():
     x = torch.tensor([[[[1.0, float("nan")], [0.0, 2.0]]]])
     assert P.spatial_pyramid_pool(x, (1,)).isnan().all()
     assert F.adaptive_max_pool2d(x, 1).isnan().all()
+
+
+# ---- GeM and blur pooling ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 7.5])
+def test_gem_matches_lp_pool_values_and_gradients(p):
+    g = torch.Generator().manual_seed(30)
+    x = torch.rand(2, 3, 5, 4, generator=g, dtype=torch.float64) + 0.01
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = P.gem_pool2d(a, p)
+    ref = F.lp_pool2d(b.clamp(min=1e-6), p, (5, 4)).flatten(1) / (5 * 4) ** (1 / p)
+    torch.testing.assert_close(ours, ref)
+    w = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    (ours * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_gem_limits_learnable_p_gradcheck_and_non_contiguous():
+    g = torch.Generator().manual_seed(31)
+    x = torch.rand(2, 3, 4, 4, generator=g, dtype=torch.float64) + 0.1
+    torch.testing.assert_close(P.gem_pool2d(x, 1.0), x.mean(dim=(2, 3)))
+    torch.testing.assert_close(P.gem_pool2d(x, 200.0), x.amax(dim=(2, 3)), rtol=0.02, atol=0.0)
+    p = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, q: P.gem_pool2d(t, q), (x.clone().requires_grad_(), p))
+    xt = x.transpose(2, 3)
+    assert not xt.is_contiguous()
+    torch.testing.assert_close(P.gem_pool2d(xt, 3.0), P.gem_pool2d(xt.contiguous(), 3.0))
+
+
+def _blur_reference(x, k, s):
+    row = torch.tensor([math.comb(k - 1, i) for i in range(k)], dtype=x.dtype)
+    kernel = torch.outer(row, row) / row.sum() ** 2
+    before, after = (k - 1) // 2, k // 2
+    padded = F.pad(x, (before, after, before, after), mode="reflect") if k > 1 else x
+    return F.conv2d(padded, kernel.expand(x.shape[1], 1, k, k), stride=s, groups=x.shape[1])
+
+
+@pytest.mark.parametrize("k, s, size", [(3, 2, (8, 7)), (2, 2, (6, 6)), (5, 2, (9, 10)), (4, 3, (7, 8)), (1, 2, (5, 5)), (3, 1, (4, 6))])
+def test_blur_pool_matches_depthwise_conv(k, s, size):
+    g = torch.Generator().manual_seed(32)
+    x = torch.randn(2, 3, *size, generator=g, dtype=torch.float64)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours, ref = P.blur_pool2d(a, kernel_size=k, stride=s), _blur_reference(b, k, s)
+    assert ours.shape == ref.shape == (2, 3, -(-size[0] // s), -(-size[1] // s))
+    torch.testing.assert_close(ours, ref)
+    w = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    (ours * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_max_blur_pool_is_dense_max_then_blur_and_keeps_constants():
+    g = torch.Generator().manual_seed(33)
+    x = torch.randn(1, 2, 8, 8, generator=g)
+    ref = _blur_reference(F.max_pool2d(x, 2, stride=1), 3, 2)
+    torch.testing.assert_close(P.max_blur_pool2d(x), ref)
+    const = torch.full((1, 1, 6, 6), 2.5)
+    torch.testing.assert_close(P.blur_pool2d(const), torch.full((1, 1, 3, 3), 2.5))
+
+
+def test_gem_and_blur_validation():
+    x = torch.rand(1, 2, 4, 4)
+    with pytest.raises(ValueError, match=r"gem_pool2d: p must be > 0; got 0.0"):
+        P.gem_pool2d(x, 0.0)
+    with pytest.raises(ValueError, match=r"gem_pool2d: p must be > 0; got -1.0"):
+        P.gem_pool2d(x, torch.tensor(-1.0))
+    with pytest.raises(ValueError, match=r"gem_pool2d: p must have exactly one element; got shape \(2,\)"):
+        P.gem_pool2d(x, torch.ones(2))
+    with pytest.raises(TypeError, match=r"gem_pool2d: p must be a real number; got str"):
+        P.gem_pool2d(x, "3")
+    with pytest.raises(ValueError, match=r"gem_pool2d: eps must be > 0; got 0.0"):
+        P.gem_pool2d(x, 3.0, eps=0.0)
+    with pytest.raises(ValueError, match=r"blur_pool2d: kernel_size must be in \[1, 7\]; got 8"):
+        P.blur_pool2d(x, kernel_size=8)
+    with pytest.raises(ValueError, match=r"blur_pool2d: stride must be >= 1; got 0"):
+        P.blur_pool2d(x, stride=0)
+    with pytest.raises(ValueError, match=r"blur_pool2d: H and W must exceed the reflection padding 2; got \(2, 4\)"):
+        P.blur_pool2d(torch.rand(1, 1, 2, 4), kernel_size=5)
+    with pytest.raises(ValueError, match=r"max_blur_pool2d: x must be a 4-D tensor"):
+        P.max_blur_pool2d(torch.rand(2, 4, 4))

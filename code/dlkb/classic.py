@@ -12,7 +12,8 @@ D feature length, K visual words, O orientation bins, P sampling points.
 
 Papers: Dalal & Triggs 2005 (HOG); Ojala, Pietikäinen & Mäenpää 2002 (LBP);
 Lowe 2004 (SIFT); Csurka et al. 2004 (bag of visual words);
-Lazebnik, Schmid & Ponce 2006 (spatial pyramid matching).
+Lazebnik, Schmid & Ponce 2006 (spatial pyramid matching); Wang et al. 2010
+(locality-constrained linear coding).
 """
 
 from __future__ import annotations
@@ -193,11 +194,24 @@ class BagOfVisualWords:
     re-weighted (the paper weights level :math:`\ell` by :math:`2^{\ell - L}` for the
     histogram-intersection kernel); an SVM on top learns its own scale.
 
+    With ``encoding="llc"`` each patch is instead coded by locality-constrained linear
+    coding in its approximated form (Wang et al. 2010, Sec. 3.3): the descriptor
+    :math:`\mathbf x` is rebuilt from its ``knn`` nearest words :math:`B_x` with weights
+    that sum to 1, :math:`\min_{\mathbf c} \lVert \mathbf x - B_x^\top \mathbf c \rVert^2`
+    s.t. :math:`\mathbf 1^\top \mathbf c = 1`, solved as
+    :math:`(C + \lambda \operatorname{tr}(C) I)\,\mathbf c = \mathbf 1` with
+    :math:`C = (B_x - \mathbf 1 \mathbf x^\top)(B_x - \mathbf 1 \mathbf x^\top)^\top`, then
+    normalised; the other words get 0. The codes of each cell are max-pooled and the
+    whole pyramid vector of an image is L2-normalised, as in the paper.
+
     Args:
         n_words: codebook size K.
         patch_size: patch height and width in pixels (an int or ``(rows, cols)``).
         levels: grid sizes of the pyramid, e.g. ``(1, 2)`` for the whole image plus 2×2 cells.
         random_state: seed of k-means (None: not reproducible).
+        encoding: ``"hard"`` (vector quantization, counted) or ``"llc"`` (see above).
+        knn: number of nearest words of an LLC code (1 ≤ knn ≤ n_words; the paper uses 5).
+        llc_lambda: regularisation :math:`\lambda \ge 0` of the LLC solve (relative to tr C).
 
     Attributes:
         codebook_ (ndarray[K, rows · cols]): the visual words, after ``fit``.
@@ -212,6 +226,9 @@ class BagOfVisualWords:
         patch_size: int | tuple[int, int],
         levels: tuple[int, ...] = (1,),
         random_state: int | None = None,
+        encoding: str = "hard",
+        knn: int = 5,
+        llc_lambda: float = 1e-4,
     ) -> None:
         caller = "BagOfVisualWords"
         self.n_words = _v.integer("n_words", n_words, caller=caller, minimum=1)
@@ -220,6 +237,10 @@ class BagOfVisualWords:
         if random_state is not None:
             _v.integer("random_state", random_state, caller=caller, minimum=0)
         self.random_state = random_state
+        self.encoding = _v.choice("encoding", encoding, caller=caller, choices=("hard", "llc"))
+        # knn only matters for LLC, where it cannot exceed the number of words
+        self.knn = _v.integer("knn", knn, caller=caller, minimum=1, maximum=self.n_words if encoding == "llc" else None)
+        self.llc_lambda = _v.real("llc_lambda", llc_lambda, caller=caller, low=0.0)
 
     def _patches(self, images: object, caller: str) -> tuple[np.ndarray, tuple[int, int]]:
         """Dense patches [N, n_r, n_c, rows · cols] and the grid shape (n_r, n_c)."""
@@ -266,6 +287,20 @@ class BagOfVisualWords:
         h, w = n_r + ph - 1, n_c + pw - 1  # image size
         centre_r = np.arange(n_r) + (ph - 1) / 2  # patch centres in pixel coordinates
         centre_c = np.arange(n_c) + (pw - 1) / 2
+        if self.encoding == "llc":
+            codes = self._llc_codes(patches, d2)  # [N, n_r, n_c, K]
+            pooled = []
+            for g in self.levels:
+                cell_r = np.minimum((centre_r + 0.5) * g // h, g - 1).astype(int)
+                cell_c = np.minimum((centre_c + 0.5) * g // w, g - 1).astype(int)
+                for a in range(g):  # a loop over the g x g cells, not over patches
+                    for b in range(g):
+                        block = codes[:, cell_r == a][:, :, cell_c == b]  # [N, r_ab, c_ab, K]
+                        empty = block.shape[1] * block.shape[2] == 0
+                        pooled.append(np.zeros((n, self.n_words)) if empty else block.max(axis=(1, 2)))
+            features = np.concatenate(pooled, axis=1)  # [N, K · Σ g²]
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            return features / np.where(norms > 0, norms, 1.0)
         features = []
         for g in self.levels:
             cell_r = np.minimum((centre_r + 0.5) * g // h, g - 1).astype(int)  # [n_r], cell row of each patch
@@ -275,6 +310,21 @@ class BagOfVisualWords:
             counts = np.bincount(index.reshape(-1), minlength=n * g * g * self.n_words)
             features.append(counts.reshape(n, g * g * self.n_words) / (n_r * n_c))
         return np.concatenate(features, axis=1)
+
+    def _llc_codes(self, patches: np.ndarray, d2: np.ndarray) -> np.ndarray:
+        """Approximated LLC codes, ndarray[..., K], from descriptors [..., D] and squared distances [..., K]."""
+        shape = patches.shape[:-1]
+        x = patches.reshape(-1, patches.shape[-1])  # [M, D]
+        nearest = np.argsort(d2.reshape(-1, self.n_words), axis=1, kind="stable")[:, : self.knn]  # [M, k]
+        z = self.codebook_[nearest] - x[:, None, :]  # [M, k, D], words shifted to the descriptor
+        c = z @ z.transpose(0, 2, 1)  # [M, k, k] local covariance
+        c = c + self.llc_lambda * np.trace(c, axis1=1, axis2=2)[:, None, None] * np.eye(self.knn)
+        # The tiny ridge only matters when C is exactly singular (a descriptor equal to a word, lambda = 0).
+        weights = np.linalg.solve(c + 1e-12 * np.eye(self.knn), np.ones((x.shape[0], self.knn, 1)))[..., 0]  # [M, k]
+        weights = weights / weights.sum(axis=1, keepdims=True)
+        codes = np.zeros((x.shape[0], self.n_words))
+        np.put_along_axis(codes, nearest, weights, axis=1)
+        return codes.reshape(*shape, self.n_words)
 
     def fit_transform(self, images: np.ndarray, y: object = None) -> np.ndarray:
         """``fit(images)`` then ``transform(images)``."""

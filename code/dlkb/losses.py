@@ -25,10 +25,16 @@ Papers:
     Girshick, "Fast R-CNN", ICCV 2015, Eq. (3) (smooth L1).
     Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Sec. 7 (label smoothing).
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, Eqs. (1)-(5).
-    Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice loss).
+    Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice coefficient, maximised; squared denominator).
     Rahman & Wang, "Optimizing Intersection-over-Union", ISVC 2016 (IoU loss).
     Johnson et al., "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
     ECCV 2016, Sec. 3.2 (feature reconstruction loss).
+    Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015, Sec. 2
+    (distillation with temperature T and the T^2 factor).
+    Weinberger & Saul, "Distance Metric Learning for Large Margin Nearest Neighbor
+    Classification", JMLR 2009; Schroff et al., "FaceNet", CVPR 2015, Eq. (1) (triplet loss).
+    Weston & Watkins, "Support Vector Machines for Multi-Class Pattern Recognition",
+    ESANN 1999; Crammer & Singer, JMLR 2001 (multi-class hinge loss).
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ __all__ = [
     "softmax_focal_loss",
     "dice_loss",
     "iou_loss",
+    "distillation_loss",
+    "triplet_margin_loss",
+    "multi_margin_loss",
     "PerceptualLoss",
 ]
 
@@ -497,7 +506,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0
 
     summing over every non-batch dimension. The smoothing term :math:`s` keeps the ratio
     defined for an empty mask and an empty prediction (the loss is then 0). V-Net squares
-    :math:`p` and :math:`t` in the denominator; we use the plain sums (the common form).
+    :math:`p` and :math:`t` in the denominator and maximises the coefficient; we use the
+    plain sums (the common form, equal for hard masks) and minimise one minus it.
 
     Args:
         logits (Tensor[N, *]): unnormalized foreground scores.
@@ -529,6 +539,160 @@ def iou_loss(logits: torch.Tensor, target: torch.Tensor, *, smooth: float = 1.0,
 
 
 # ----------------------------------------------------------------------------------------
+# Distillation, metric learning and multi-class hinge
+# ----------------------------------------------------------------------------------------
+
+
+def distillation_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0
+) -> torch.Tensor:
+    r"""Knowledge-distillation loss (Hinton et al. 2015, Sec. 2): soft targets at temperature T.
+
+    With :math:`q = \operatorname{softmax}(t / T)` (teacher) and
+    :math:`\log p = \operatorname{log\_softmax}(s / T)` (student),
+
+    .. math::
+        \ell = \frac{T^2}{N} \sum_{i=1}^{N} \sum_{k} q_{ik} \,(\log q_{ik} - \log p_{ik})
+             = \frac{T^2}{N} \sum_i \mathrm{KL}(q_i \,\|\, p_i).
+
+    The KL divergence differs from the cross-entropy :math:`-\sum_k q_k \log p_k` only by
+    the teacher's entropy, so both have the same gradient for the student,
+    :math:`\tfrac{T}{N}(p - q)` per logit. The factor :math:`T^2` keeps that gradient's scale
+    roughly independent of T, as the paper recommends when the soft loss is mixed with the
+    ordinary cross-entropy on hard labels (which is left to the caller). Equals
+    ``T**2 * F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean")``.
+
+    Args:
+        student_logits (Tensor[N, K]): the student's unnormalized class scores.
+        teacher_logits (Tensor[N, K]): the teacher's scores, same shape (detach them to
+            keep the teacher fixed; gradients flow to both otherwise, as in the reference).
+        temperature: :math:`T > 0`.
+
+    Returns:
+        A scalar tensor (sum over the batch divided by N).
+    """
+    caller = "distillation_loss"
+    _v.tensor("student_logits", student_logits, caller=caller, dtype="floating", ndim=2, nonempty=True)
+    _v.tensor("teacher_logits", teacher_logits, caller=caller, dtype="floating")
+    _v.same_shape("teacher_logits", teacher_logits, caller=caller, like=student_logits, like_name="student_logits")
+    t = _v.real("temperature", temperature, caller=caller, low=0.0, low_open=True)
+    log_p = torch.log_softmax(student_logits / t, dim=1)  # [N, K]
+    log_q = torch.log_softmax(teacher_logits / t, dim=1)  # [N, K]
+    kl = (log_q.exp() * (log_q - log_p)).sum()  # log_softmax of finite logits is finite, so no 0 * inf
+    return (t * t) * kl / student_logits.shape[0]
+
+
+def _p_distance(x: torch.Tensor, y: torch.Tensor, p: float, eps: float) -> torch.Tensor:
+    r""":math:`\lVert x - y + \epsilon\rVert_p` along the last dimension (as ``F.pairwise_distance``)."""
+    d = (x - y + eps).abs()
+    if p == 2.0:
+        return (d * d).sum(dim=-1).sqrt()
+    return d.pow(p).sum(dim=-1).pow(1.0 / p)
+
+
+def triplet_margin_loss(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    *,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Triplet margin loss (Weinberger & Saul 2009; Schroff et al. 2015, Eq. (1)).
+
+    .. math::
+        \ell = \max\big(0,\; d(a, p) - d(a, n) + m\big),
+        \qquad d(x, y) = \lVert x - y + \epsilon \rVert_p ,
+
+    zero once the negative is at least the margin :math:`m` farther from the anchor than
+    the positive. With ``swap=True`` the negative's distance is
+    :math:`\min(d(a, n), d(p, n))`, the "distance swap" of Balntas et al. 2016. The
+    :math:`\epsilon` inside the norm (as in PyTorch) keeps the gradient of the norm finite
+    when two embeddings coincide. Same as ``torch.nn.functional.triplet_margin_loss``.
+
+    Args:
+        anchor (Tensor[N, D] or Tensor[D]): anchor embeddings, floating point.
+        positive (Tensor[N, D] or Tensor[D]): same shape, same identity as the anchor.
+        negative (Tensor[N, D] or Tensor[D]): same shape, another identity.
+        margin: :math:`m > 0`.
+        p: norm degree, > 0.
+        eps: :math:`\epsilon \ge 0` added to the difference.
+        swap: use the distance swap.
+        reduction: ``"none"`` (Tensor[N]), ``"mean"`` or ``"sum"``.
+    """
+    caller = "triplet_margin_loss"
+    _v.tensor("anchor", anchor, caller=caller, dtype="floating", ndim=(1, 2), nonempty=True)
+    for name, x in (("positive", positive), ("negative", negative)):
+        _v.tensor(name, x, caller=caller, dtype="floating")
+        _v.same_shape(name, x, caller=caller, like=anchor, like_name="anchor")
+    margin = _v.real("margin", margin, caller=caller, low=0.0, low_open=True)
+    p = _v.real("p", p, caller=caller, low=0.0, low_open=True)
+    eps = _v.real("eps", eps, caller=caller, low=0.0)
+    swap = _v.boolean("swap", swap, caller=caller)
+    _check_reduction(reduction, caller)
+    d_ap = _p_distance(anchor, positive, p, eps)  # [N] (or [])
+    d_an = _p_distance(anchor, negative, p, eps)
+    if swap:
+        d_an = torch.minimum(d_an, _p_distance(positive, negative, p, eps))
+    return _reduce((margin + d_ap - d_an).clamp_min(0.0), reduction)
+
+
+def multi_margin_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    p: int = 1,
+    margin: float = 1.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Multi-class hinge loss (Weston & Watkins 1999), as in ``torch.nn.functional.multi_margin_loss``.
+
+    For a sample of class :math:`y` with scores :math:`x \in \mathbb R^K`,
+
+    .. math::
+        \ell = \frac{w_y}{K} \sum_{j \ne y} \max\big(0,\; m - x_y + x_j\big)^p ,
+
+    zero once the true class beats every other class by the margin :math:`m`. Every
+    violating class contributes (Weston & Watkins); Crammer & Singer's variant keeps only
+    the largest violation. ``"mean"`` is the plain mean over samples, also with ``weight``.
+
+    Args:
+        logits (Tensor[N, K] or Tensor[K]): class scores.
+        target (Tensor[N] or Tensor[]): integer class indices in ``[0, K)``.
+        p: 1 (hinge) or 2 (squared hinge).
+        margin: :math:`m` (any real number, as in PyTorch).
+        weight (Tensor[K] | None): a weight per class, applied as :math:`w_y`.
+        reduction: ``"none"`` (Tensor[N]), ``"mean"`` or ``"sum"``.
+    """
+    caller = "multi_margin_loss"
+    _v.tensor("logits", logits, caller=caller, dtype="floating", ndim=(1, 2), nonempty=True)
+    _v.tensor("target", target, caller=caller, dtype="integer", shape=tuple(logits.shape[:-1]))
+    p = _v.integer("p", p, caller=caller, minimum=1, maximum=2)
+    margin = _v.real("margin", margin, caller=caller)
+    num_classes = logits.shape[-1]
+    if weight is not None:
+        _check_class_vector("weight", weight, num_classes, caller)
+    _check_reduction(reduction, caller)
+    lo, hi = int(target.min()), int(target.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{caller}: target class indices must be in [0, {num_classes - 1}]; got {lo if lo < 0 else hi}")
+    y = target.long().unsqueeze(-1)  # [N, 1]
+    x_y = logits.gather(-1, y)  # [N, 1]
+    hinge = (margin - x_y + logits).clamp_min(0.0)  # [N, K]; the j = y term is max(0, m), removed below
+    if p == 2:
+        hinge = hinge * hinge
+    others = torch.ones_like(hinge).scatter(-1, y, 0.0)  # 0 at the true class
+    loss = (hinge * others).sum(dim=-1) / num_classes  # [N]
+    if weight is not None:
+        loss = weight.to(logits.dtype)[target.long()] * loss
+    return _reduce(loss, reduction)
+
+
+# ----------------------------------------------------------------------------------------
 # Module
 # ----------------------------------------------------------------------------------------
 
@@ -543,8 +707,9 @@ class PerceptualLoss(nn.Module):
         \ell(x, y) = \frac{1}{L}\sum_{l=1}^{L} w_l\, \operatorname{MSE}\big(\phi_l(x), \phi_l(y)\big),
 
     where :math:`\phi_l` is the output of ``features[layers[l]]``. Johnson et al. use
-    VGG-16's relu2_2 for the feature loss; other work uses relu1_2 … relu4_3 (indices
-    3, 8, 15, 22 of ``torchvision.models.vgg16().features``).
+    VGG-16's relu2_2 for this feature (content) reconstruction loss; their style loss
+    (Gram matrices, not implemented here) uses relu1_2, relu2_2, relu3_3 and relu4_3,
+    indices 3, 8, 15 and 22 of ``torchvision.models.vgg16().features``.
 
     The network's parameters are frozen (``requires_grad=False``) and it stays in eval
     mode; gradients still flow to ``input`` (and ``target`` if it requires them). The

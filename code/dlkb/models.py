@@ -7,7 +7,9 @@ classifier), so the same code runs on 8×8 digits and on larger images.
 
 Shape letters: N batch, C channels, H height, W width, K classes.
 
-Papers: LeCun et al. 1998 (LeNet-5); Simonyan & Zisserman 2015 (VGG);
+Papers: LeCun et al. 1998 (LeNet-5); Krizhevsky, Sutskever & Hinton 2012 (AlexNet) and
+Krizhevsky 2014, "One weird trick for parallelizing convolutional neural networks"
+(the single-GPU AlexNet of torchvision); Simonyan & Zisserman 2015 (VGG);
 Lin, Chen & Yan 2014 (Network in Network); Szegedy et al. 2015 (GoogLeNet,
 Inception); He et al. 2016 (ResNet, "Deep residual learning for image recognition").
 """
@@ -21,7 +23,7 @@ from torch import nn
 
 from dlkb import _validate as _v
 
-__all__ = ["vgg_block", "nin_block", "LeNet", "Inception", "BasicBlock", "Bottleneck", "ResNet"]
+__all__ = ["vgg_block", "nin_block", "LeNet", "AlexNet", "VGG_CONFIGS", "VGG", "Inception", "BasicBlock", "Bottleneck", "ResNet"]
 
 
 def _check_input(caller: str, x: object, in_channels: int) -> None:
@@ -120,6 +122,126 @@ class LeNet(nn.Module):
         if x.shape[-2] < 4 or x.shape[-1] < 4:
             raise ValueError(f"LeNet: input must be at least 4x4 pixels; got {tuple(x.shape[-2:])}")
         return self.classifier(self.features(x))
+
+
+class AlexNet(nn.Module):
+    r"""AlexNet in torchvision's single-GPU layout (Krizhevsky 2014), for 224×224 inputs.
+
+    Five convolutions (11×11 stride 4, 5×5, three 3×3) with ReLU, overlapping 3×3
+    stride-2 max pooling after the first, second and fifth, adaptive average pooling to
+    6×6, and three fully connected layers with dropout before the first two
+    (Krizhevsky et al. 2012, Sec. 3-4). The 2012 network split its layers over two
+    GPUs, had 96, 256, 384, 384, 256 channels and local response normalization after
+    the first two convolutions; the single-GPU variant of "One weird trick", which
+    ``torchvision.models.alexnet`` builds, has 64, 192, 384, 256, 256 channels and no
+    LRN. The layer names and order equal torchvision's, so its ``state_dict`` loads as is.
+
+    Args:
+        num_classes: outputs of the last layer (≥ 1).
+        in_channels: input channels (≥ 1).
+        dropout: drop probability of the two dropout layers, in [0, 1].
+
+    Shape:
+        Tensor[N, in_channels, H, W] → Tensor[N, num_classes], for H, W ≥ 63.
+    """
+
+    def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, dropout: float = 0.5) -> None:
+        super().__init__()
+        caller = "AlexNet"
+        num_classes = _v.integer("num_classes", num_classes, caller=caller, minimum=1)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        dropout = _v.real("dropout", dropout, caller=caller, low=0.0, high=1.0)
+        self.features = nn.Sequential(
+            nn.Conv2d(self.in_channels, 64, kernel_size=11, stride=4, padding=2),  # [N, 64, 55, 55]
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # overlapping pooling, [N, 64, 27, 27]
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # [N, 192, 13, 13]
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),  # [N, 256, 6, 6]
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("AlexNet", x, self.in_channels)
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+#: VGG configurations of Simonyan & Zisserman 2015, Table 1, as (number of 3×3 convolutions,
+#: channels) per block. Configuration C (with 1×1 convolutions) and A-LRN are left out:
+#: they are not made of :func:`vgg_block` alone.
+VGG_CONFIGS: dict[str, tuple[tuple[int, int], ...]] = {
+    "A": ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),  # VGG-11
+    "B": ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),  # VGG-13
+    "D": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),  # VGG-16
+    "E": ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),  # VGG-19
+}
+
+
+class VGG(nn.Module):
+    r"""A VGG network (Simonyan & Zisserman 2015) made of five :func:`vgg_block`\ s.
+
+    The blocks of configuration ``config`` (see :data:`VGG_CONFIGS`), adaptive average
+    pooling to 7×7 (as torchvision, so that inputs other than 224×224 work), then three
+    fully connected layers 25088 → 4096 → 4096 → ``num_classes`` with ReLU and dropout.
+    Configuration ``"D"`` is VGG-16, with the parameters of ``torchvision.models.vgg16``
+    layer by layer (the module names differ: the convolutions sit inside the blocks).
+
+    Args:
+        config: ``"A"``, ``"B"``, ``"D"`` or ``"E"``.
+        num_classes: outputs of the last layer (≥ 1).
+        in_channels: input channels (≥ 1).
+        dropout: drop probability of the two dropout layers, in [0, 1].
+
+    Shape:
+        Tensor[N, in_channels, H, W] → Tensor[N, num_classes], for H, W ≥ 32.
+    """
+
+    def __init__(self, config: str = "D", num_classes: int = 1000, *, in_channels: int = 3, dropout: float = 0.5) -> None:
+        super().__init__()
+        caller = "VGG"
+        config = _v.choice("config", config, caller=caller, choices=tuple(VGG_CONFIGS))
+        num_classes = _v.integer("num_classes", num_classes, caller=caller, minimum=1)
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        dropout = _v.real("dropout", dropout, caller=caller, low=0.0, high=1.0)
+        blocks, channels = [], self.in_channels
+        for num_convs, out_channels in VGG_CONFIGS[config]:
+            blocks.append(vgg_block(num_convs, channels, out_channels))
+            channels = out_channels
+        self.config = config
+        self.features = nn.Sequential(*blocks)  # [N, 512, H/32, W/32]
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("VGG", x, self.in_channels)
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+    def extra_repr(self) -> str:
+        return f"config={self.config!r}"
 
 
 class Inception(nn.Module):

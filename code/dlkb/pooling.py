@@ -14,14 +14,19 @@ library function, which the tests and the chapter check it against:
 - ``roi_pool``: ``torchvision.ops.roi_pool``;
 - ``roi_align``: ``torchvision.ops.roi_align``;
 - ``stochastic_pool2d``: no library version; the formulas of Zeiler & Fergus (2013);
-- ``max_unpool2d``: ``torch.nn.functional.max_unpool2d``.
+- ``max_unpool2d``: ``torch.nn.functional.max_unpool2d``;
+- ``gem_pool2d``: ``F.lp_pool2d`` over the whole map divided by :math:`(HW)^{1/p}`;
+- ``blur_pool2d`` / ``max_blur_pool2d``: a depthwise ``F.conv2d`` with the binomial kernel
+  (after ``F.max_pool2d`` with stride 1 for the latter).
 
 Papers: LeCun et al. 1998 (subsampling layers); Krizhevsky et al. 2012 (overlapping
 pooling, Sec. 3.4); Lin et al. 2014 (global average pooling, Sec. 3.2); He et al.
 2014 (spatial pyramid pooling, Sec. 2.3); Girshick 2015 (RoI pooling, Sec. 2.1);
 He et al. 2017 (RoI Align, Sec. 3); Zeiler & Fergus 2013 (stochastic pooling,
 Eqs. (3)-(5)); Zeiler & Fergus 2014 and Badrinarayanan et al. 2017 (max unpooling
-with switches / pooling indices).
+with switches / pooling indices); Radenović, Tolias & Chum 2019 (generalized-mean
+pooling, GeM); Zhang 2019, "Making Convolutional Networks Shift-Invariant Again"
+(anti-aliased, blur pooling).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ __all__ = [
     "roi_align",
     "stochastic_pool2d",
     "max_unpool2d",
+    "gem_pool2d",
+    "blur_pool2d",
+    "max_blur_pool2d",
     "SpatialPyramidPooling",
     "StochasticPool2d",
 ]
@@ -590,6 +598,107 @@ def max_unpool2d(
 
 
 # --------------------------------------------------------------------------- modules
+
+
+# --------------------------------------------------------------------------- GeM and blur pooling
+
+
+def gem_pool2d(x: torch.Tensor, p: float | torch.Tensor = 3.0, *, eps: float = 1e-6) -> torch.Tensor:
+    r"""Generalized-mean (GeM) pooling over the whole map (Radenović et al. 2019).
+
+    .. math::
+        y_{n,c} = \Big(\frac{1}{HW}\sum_{a,b} \max(x_{n,c,a,b}, \epsilon)^p\Big)^{1/p}
+
+    :math:`p = 1` is global average pooling and :math:`p \to \infty` approaches global
+    max pooling; the paper learns :math:`p` (initialised at 3). The clamp at
+    :math:`\epsilon` keeps the power defined for the non-negative inputs this is meant
+    for (features after a ReLU). Equals ``F.lp_pool2d(x.clamp(min=eps), p, (H, W))``
+    divided by :math:`(HW)^{1/p}`.
+
+    Args:
+        x (Tensor[N, C, H, W]): floating-point feature maps.
+        p: the exponent, > 0: a number, or a floating-point tensor with one element
+            (for example an ``nn.Parameter``, which then receives a gradient).
+        eps: :math:`\epsilon > 0`.
+
+    Returns:
+        Tensor[N, C].
+    """
+    caller = "gem_pool2d"
+    _check_input(x, caller)
+    if isinstance(p, torch.Tensor):
+        _v.tensor("p", p, caller=caller, dtype="floating")
+        if p.numel() != 1:
+            raise ValueError(f"{caller}: p must have exactly one element; got shape {tuple(p.shape)}")
+        if not bool(p.detach() > 0):
+            raise ValueError(f"{caller}: p must be > 0; got {p.item()}")
+        p = p.reshape(())
+    else:
+        p = _v.real("p", p, caller=caller, low=0.0, low_open=True)
+    eps = _v.real("eps", eps, caller=caller, low=0.0, low_open=True)
+    return x.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+def _binomial(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Row ``size - 1`` of Pascal's triangle, normalised to sum 1: [1, 2, 1] / 4 for size 3."""
+    row = torch.tensor([math.comb(size - 1, i) for i in range(size)], dtype=dtype, device=device)
+    return row / row.sum()
+
+
+def blur_pool2d(x: torch.Tensor, *, kernel_size: int = 3, stride: int = 2) -> torch.Tensor:
+    r"""Blur, then subsample: the anti-aliased downsampling of Zhang (2019).
+
+    Each channel is filtered with the separable binomial kernel :math:`b b^\top`
+    (:math:`b = [1, 2, 1]/4` for ``kernel_size=3``), a low-pass filter, and then only
+    every ``stride``-th row and column is kept. Filtering before subsampling removes the
+    frequencies that subsampling would alias, so a one-pixel shift of the input changes
+    the output less. The border is padded by reflection (by :math:`\lfloor (k-1)/2 \rfloor`
+    before and :math:`\lceil (k-1)/2 \rceil` after), as in the paper's code. Written as a
+    weighted sum of strided slices; equals a depthwise ``F.conv2d`` with that kernel.
+
+    Args:
+        x (Tensor[N, C, H, W]): floating-point feature maps, H and W larger than the padding.
+        kernel_size: binomial filter size in [1, 7] (1 is plain subsampling).
+        stride: subsampling factor, ≥ 1.
+
+    Returns:
+        Tensor[N, C, ⌈H/stride⌉, ⌈W/stride⌉].
+    """
+    caller = "blur_pool2d"
+    _check_input(x, caller)
+    k = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1, maximum=7)
+    s = _v.integer("stride", stride, caller=caller, minimum=1)
+    before, after = (k - 1) // 2, k // 2  # floor / ceil of (k - 1) / 2
+    if min(x.shape[2], x.shape[3]) <= max(before, after):
+        raise ValueError(
+            f"{caller}: H and W must exceed the reflection padding {max(before, after)}; got {tuple(x.shape[2:])}"
+        )
+    padded = F.pad(x, (before, after, before, after), mode="reflect") if k > 1 else x
+    b = _binomial(k, x.dtype, x.device)
+    h_out, w_out = -(-x.shape[2] // s), -(-x.shape[3] // s)
+    rows = sum(b[i] * padded[:, :, i : i + s * (h_out - 1) + 1 : s, :] for i in range(k))  # [N, C, h_out, W + k - 1]
+    return sum(b[j] * rows[:, :, :, j : j + s * (w_out - 1) + 1 : s] for j in range(k))  # [N, C, h_out, w_out]
+
+
+def max_blur_pool2d(x: torch.Tensor, *, kernel_size: int = 2, blur_size: int = 3, stride: int = 2) -> torch.Tensor:
+    r"""Anti-aliased max pooling, "MaxBlurPool" (Zhang 2019): max pooling with stride 1, then :func:`blur_pool2d`.
+
+    Max pooling with stride :math:`s` is the same as dense max pooling (stride 1)
+    followed by subsampling; MaxBlurPool keeps the dense max and blurs before it subsamples.
+
+    Args:
+        x (Tensor[N, C, H, W]): floating-point feature maps.
+        kernel_size: window of the dense max pooling, ≥ 1.
+        blur_size: binomial filter size of the blur, in [1, 7].
+        stride: subsampling factor, ≥ 1.
+
+    Returns:
+        Tensor[N, C, ⌈(H - k + 1)/stride⌉, ⌈(W - k + 1)/stride⌉].
+    """
+    caller = "max_blur_pool2d"
+    _check_input(x, caller)
+    k = _v.integer("kernel_size", kernel_size, caller=caller, minimum=1)
+    return blur_pool2d(max_pool2d(x, k, stride=1), kernel_size=blur_size, stride=stride)
 
 
 class SpatialPyramidPooling(nn.Module):
