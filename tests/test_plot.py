@@ -92,8 +92,9 @@ def test_show_photo_displays_a_jpeg_and_closes_the_figure(monkeypatch):
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     fig, ax = plt.subplots()
     ax.imshow(np.random.default_rng(0).random((64, 64, 3)))
-    image = show_photo(fig, quality=80)
-    assert shown == [image] and image.format == "jpeg" and image.data[:2] == b"\xff\xd8"  # JPEG magic
+    assert show_photo(fig, quality=80) is None  # displayed once, nothing returned to display again
+    (image,) = shown
+    assert image.format == "jpeg" and image.data[:2] == b"\xff\xd8"  # JPEG magic
     assert not plt.fignum_exists(fig.number)
     with pytest.raises(ValueError, match=r"show_photo: quality must be in \[1, 95\]; got 0"):
         show_photo(plt.figure(), quality=0)

@@ -117,12 +117,12 @@ def bilingual(zh: str, en: str, *, sep: str = " ") -> str:
     return f"{zh}{sep}{en}"
 
 
-def show_photo(fig=None, *, quality: int = 85):
+def show_photo(fig=None, *, quality: int = 85) -> None:
     """Display a figure of photographs as a JPEG and close it.
 
     Line plots stay PNG (sharp edges, few colours); photographs compress far better
-    as JPEG, which keeps a chapter page light on a slow connection. Returns the
-    displayed ``IPython.display.Image`` (``None`` outside IPython).
+    as JPEG, which keeps a chapter page light on a slow connection. Returns ``None``,
+    so a cell ending with ``show_photo()`` displays the image once.
 
     Args:
         fig: the figure (the current one by default).
@@ -142,7 +142,5 @@ def show_photo(fig=None, *, quality: int = 85):
     try:
         from IPython.display import Image, display  # noqa: PLC0415
     except ImportError:  # pragma: no cover - plain Python
-        return None
-    image = Image(data=buffer.getvalue(), format="jpeg")
-    display(image)
-    return image
+        return
+    display(Image(data=buffer.getvalue(), format="jpeg"))
