@@ -55,7 +55,36 @@ CASES = {
         {"lr": 0.01, "weight_decay": 0.1},
     ),
     "adamw-no-decay": (Adam, {"lr": 0.02, "decoupled": True}, torch.optim.AdamW, {"lr": 0.02, "weight_decay": 0.0}),
+    "amsgrad-l2": (
+        Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.05, "amsgrad": True},
+        torch.optim.Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.05, "amsgrad": True},
+    ),
+    "amsgradw": (
+        Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1, "decoupled": True, "amsgrad": True},
+        torch.optim.AdamW,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1, "amsgrad": True},
+    ),
 }
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_amsgrad_maximum_is_active_and_changes_the_path(decoupled):
+    # In the step-for-step comparison the running maximum must really bind somewhere,
+    # otherwise AMSGrad and Adam would coincide and the comparison would not test it.
+    x, y = _data()
+    a, b = _model(), _model()
+    opt_a = Adam(a.parameters(), lr=0.01, betas=(0.8, 0.9), decoupled=decoupled, amsgrad=True)
+    opt_b = Adam(b.parameters(), lr=0.01, betas=(0.8, 0.9), decoupled=decoupled)
+    for step in range(40):
+        _train(a, opt_a, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+        _train(b, opt_b, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+    state = opt_a.state[a[0].weight]
+    assert (state["max_exp_avg_sq"] > state["exp_avg_sq"]).any()
+    assert torch.equal(state["max_exp_avg_sq"], torch.maximum(state["max_exp_avg_sq"], state["exp_avg_sq"]))
+    assert not torch.allclose(a[0].weight, b[0].weight)
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -153,7 +182,7 @@ def _slow_reference(name: str, theta: list[float], grads_of, steps: int) -> list
     _, kw, _, _ = CASES[name]
     lr = kw["lr"] / 10
     n = len(theta)
-    buf, s, m, v = [None] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    buf, s, m, v, vmax = [None] * n, [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
     for t in range(1, steps + 1):
         grad = grads_of(theta)
         for i in range(n):
@@ -172,15 +201,16 @@ def _slow_reference(name: str, theta: list[float], grads_of, steps: int) -> list
                 alpha = kw.get("alpha", 0.99)
                 s[i] = alpha * s[i] + (1 - alpha) * g * g
                 theta[i] -= lr * g / (math.sqrt(s[i]) + kw.get("eps", 1e-8))
-            else:  # Adam / AdamW, Kingma & Ba Algorithm 1, Loshchilov & Hutter Algorithm 2
+            else:  # Adam / AdamW / AMSGrad, Kingma & Ba Alg. 1, Loshchilov & Hutter Alg. 2, Reddi et al. Alg. 2
                 b1, b2 = kw.get("betas", (0.9, 0.999))
                 eps, wd = kw.get("eps", 1e-8), kw.get("weight_decay", 0.0)
                 decoupled = kw.get("decoupled", False)
                 d = g if decoupled else g + wd * theta[i]
                 m[i] = b1 * m[i] + (1 - b1) * d
                 v[i] = b2 * v[i] + (1 - b2) * d * d
+                vmax[i] = max(vmax[i], v[i])  # AMSGrad (Reddi et al. 2018), on the uncorrected v as torch
                 m_hat = m[i] / (1 - b1**t)
-                v_hat = v[i] / (1 - b2**t)
+                v_hat = (vmax[i] if kw.get("amsgrad") else v[i]) / (1 - b2**t)
                 theta[i] -= lr * m_hat / (math.sqrt(v_hat) + eps) + (lr * wd * theta[i] if decoupled else 0.0)
     return theta
 
@@ -294,6 +324,7 @@ def _param():
         (lambda: Adam(_param(), eps=-1e-8), ValueError, r"Adam: eps must be >= 0"),
         (lambda: Adam(_param(), weight_decay=-0.1), ValueError, r"Adam: weight_decay must be >= 0"),
         (lambda: Adam(_param(), decoupled="yes"), TypeError, r"Adam: decoupled must be a bool; got str"),
+        (lambda: Adam(_param(), amsgrad=1), TypeError, r"Adam: amsgrad must be a bool; got int"),
     ],
 )
 def test_validation(make, error, match):

@@ -430,3 +430,45 @@ def test_load_torch_weights_validates():
         load_torch_weights(MultiHeadAttention(8, 2), nn.MultiheadAttention(8, 4))
     with pytest.raises(TypeError, match=r"load_torch_weights: ours must be MultiHeadAttention or TransformerEncoderLayer"):
         load_torch_weights(nn.Linear(2, 2), nn.Linear(2, 2))
+
+
+# ---------------------------------------------------------------- noam_lr
+def test_noam_lr_formula_peak_and_lambda_lr():
+    from dlkb.transformer import noam_lr
+
+    # The formula, written out for a few steps on both sides of the warm-up.
+    for s in (1, 10, 3999, 4000, 4001, 100_000):
+        want = 512**-0.5 * min(s**-0.5, s * 4000**-1.5)
+        assert noam_lr(s, d_model=512) == pytest.approx(want, rel=1e-12)
+    assert noam_lr(4000, d_model=512) == pytest.approx(1 / math.sqrt(512 * 4000), rel=1e-12)  # the peak
+    assert max(noam_lr(s, d_model=512) for s in range(1, 20_000, 7)) <= noam_lr(4000, d_model=512)
+    assert noam_lr(8, d_model=64, warmup_steps=4, factor=2.0) == pytest.approx(2 * 64**-0.5 * 8**-0.5)
+    # Through torch's LambdaLR with base lr 1 (its epoch counter starts at 0).
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: noam_lr(e + 1, d_model=16, warmup_steps=10))
+    seen = []
+    for _ in range(30):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([noam_lr(s, d_model=16, warmup_steps=10) for s in range(1, 31)], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"step": 0, "d_model": 512}, ValueError, r"noam_lr: step must be >= 1; got 0"),
+        ({"step": 1.0, "d_model": 512}, TypeError, r"noam_lr: step must be an int; got float"),
+        ({"step": 1, "d_model": 0}, ValueError, r"noam_lr: d_model must be >= 1; got 0"),
+        ({"step": 1, "d_model": 512, "warmup_steps": 0}, ValueError, r"noam_lr: warmup_steps must be >= 1; got 0"),
+        ({"step": 1, "d_model": 512, "factor": 0.0}, ValueError, r"noam_lr: factor must be > 0; got 0.0"),
+        ({"step": 1, "d_model": 512, "factor": "2"}, TypeError, r"noam_lr: factor must be a real number; got str"),
+    ],
+)
+def test_noam_lr_validation(kwargs, exc, match):
+    from dlkb.transformer import noam_lr
+
+    step = kwargs.pop("step")
+    with pytest.raises(exc, match=match):
+        noam_lr(step, **kwargs)

@@ -6,7 +6,9 @@ K number of outcomes of a discrete distribution, M number of modes.
 Papers: PixelRNN/PixelCNN (van den Oord et al. 2016a, 2016b), VAE (Kingma & Welling
 2014), GAN (Goodfellow et al. 2014), the vanishing-gradient analysis of GANs (Arjovsky &
 Bottou 2017), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017), the ring of
-Gaussians benchmark (Metz et al. 2017), CycleGAN (Zhu et al. 2017).
+Gaussians benchmark (Metz et al. 2017) and its mode-coverage metric (Srivastava et al.
+2017, VEEGAN), CycleGAN (Zhu et al. 2017), the forward process of denoising diffusion
+(Ho et al. 2020, DDPM).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "wgan_generator_loss",
     "RingGANResult",
     "train_ring_gan",
+    "ddpm_schedule",
+    "q_sample",
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
@@ -714,3 +718,65 @@ def train_ring_gan(
             result.snapshots[steps] = G(fixed_z).cpu()
     result.critic_losses = losses
     return result
+
+
+
+# ---------------------------------------------------------------- diffusion (DDPM)
+def ddpm_schedule(
+    num_steps: int, *, beta_start: float = 1e-4, beta_end: float = 0.02
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The linear noise schedule of DDPM (Ho et al. 2020, Sec. 4).
+
+    .. math::
+        \beta_t = \beta_{start} + \frac{t-1}{T-1}(\beta_{end} - \beta_{start}),\quad t = 1..T, \qquad
+        \bar\alpha_t = \prod_{s=1}^{t} (1 - \beta_s).
+
+    The paper uses :math:`T = 1000`, :math:`\beta_1 = 10^{-4}`, :math:`\beta_T = 0.02`.
+    Computed in float64 and returned as float32.
+
+    Args:
+        num_steps: T ≥ 1 (with T = 1 the single β is ``beta_start``).
+        beta_start, beta_end: :math:`0 < \beta_1 \le \beta_T < 1`.
+
+    Returns:
+        ``(betas, alphas_cumprod)``, each Tensor[T]; index ``t - 1`` holds step t.
+    """
+    caller = "ddpm_schedule"
+    num_steps = _v.integer("num_steps", num_steps, caller=caller, minimum=1)
+    beta_start = _v.real("beta_start", beta_start, caller=caller, low=0.0, high=1.0, low_open=True, high_open=True)
+    beta_end = _v.real("beta_end", beta_end, caller=caller, low=0.0, high=1.0, low_open=True, high_open=True)
+    if beta_end < beta_start:
+        raise ValueError(f"{caller}: beta_end must be >= beta_start ({beta_start:g}); got {beta_end:g}")
+    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)  # [T]
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)  # [T]
+    return betas.float(), alphas_cumprod.float()
+
+
+def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    r"""Sample :math:`x_t \sim q(x_t \mid x_0)` in closed form (Ho et al. 2020, Eq. (4)).
+
+    .. math::
+        x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\,\epsilon, \qquad \epsilon \sim \mathcal N(0, I).
+
+    Args:
+        x0 (Tensor[N, ...]): clean data, floating point.
+        t (Tensor[N], integer): 0-based index into ``alphas_cumprod`` for each sample.
+        noise (Tensor[N, ...]): :math:`\epsilon`, the shape of ``x0`` exactly.
+        alphas_cumprod (Tensor[T]): :math:`\bar\alpha`, e.g. from :func:`ddpm_schedule`.
+
+    Returns:
+        Tensor[N, ...], :math:`x_t`, differentiable in ``x0`` and ``noise``.
+    """
+    caller = "q_sample"
+    _v.tensor("x0", x0, caller=caller, dtype="floating", nonempty=False)
+    if x0.ndim < 1:
+        raise ValueError(f"{caller}: x0 must have a batch dimension; got shape {tuple(x0.shape)}")
+    _v.tensor("t", t, caller=caller, dtype="integer", shape=(x0.shape[0],))
+    _v.tensor("noise", noise, caller=caller, dtype="floating")
+    _v.same_shape("noise", noise, caller=caller, like=x0, like_name="x0")
+    _v.tensor("alphas_cumprod", alphas_cumprod, caller=caller, dtype="floating", ndim=1, nonempty=True)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= alphas_cumprod.shape[0]):
+        raise ValueError(f"{caller}: t must be in [0, {alphas_cumprod.shape[0] - 1}]; "
+                         f"got values in [{int(t.min())}, {int(t.max())}]")
+    a = alphas_cumprod.to(x0.dtype)[t.long()].reshape(-1, *([1] * (x0.ndim - 1)))  # [N, 1, ...]
+    return a.sqrt() * x0 + (1.0 - a).sqrt() * noise

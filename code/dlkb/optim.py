@@ -22,6 +22,7 @@ Papers:
     - Tieleman & Hinton 2012, Coursera lecture 6.5 (RMSProp).
     - Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1.
     - Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2 (AdamW).
+    - Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond" (AMSGrad).
 """
 
 from __future__ import annotations
@@ -288,6 +289,11 @@ class Adam(_Base):
         weight_decay: :math:`\lambda \ge 0`.
         decoupled: ``False`` adds :math:`\lambda\theta` to the gradient (``torch.optim.Adam``);
             ``True`` decays the weights directly (``torch.optim.AdamW``).
+        amsgrad: AMSGrad (Reddi et al. 2018): divide by the running maximum
+            :math:`v^{max}_t = \max(v^{max}_{t-1}, v_t)` instead of :math:`v_t`, so that the
+            effective step size :math:`\eta/\sqrt{\hat v_t}` never grows. As in torch, the
+            maximum is taken over the uncorrected :math:`v_t` and then divided by
+            :math:`1-\beta_2^t`; the paper's Algorithm 2 has no bias correction.
 
     Raises:
         TypeError: a hyper-parameter has the wrong type.
@@ -302,8 +308,10 @@ class Adam(_Base):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decoupled: bool = False,
+        amsgrad: bool = False,
     ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "decoupled": decoupled}
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "decoupled": decoupled,
+                    "amsgrad": amsgrad}
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -317,6 +325,7 @@ class Adam(_Base):
         _v.real("eps", group["eps"], caller="Adam", low=0.0)
         _v.real("weight_decay", group["weight_decay"], caller="Adam", low=0.0)
         _v.boolean("decoupled", group["decoupled"], caller="Adam")
+        _v.boolean("amsgrad", group.setdefault("amsgrad", False), caller="Adam")
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> torch.Tensor | None:
@@ -331,6 +340,8 @@ class Adam(_Base):
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # m_0 = 0
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # v_0 = 0
+                if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 t = state["step"]
                 if wd != 0:
@@ -343,6 +354,10 @@ class Adam(_Base):
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v_t = β2 v_{t-1} + (1-β2) d_t²
                 bias1 = 1 - beta1**t  # m̂_t = m_t / (1 - β1^t)
                 bias2 = 1 - beta2**t  # v̂_t = v_t / (1 - β2^t)
+                if group["amsgrad"]:
+                    v_max = _real(state["max_exp_avg_sq"])
+                    torch.maximum(v_max, v, out=v_max)  # AMSGrad: v_max_t = max(v_max_{t-1}, v_t)
+                    v = v_max
                 denom = (v.sqrt() / bias2**0.5).add_(eps)  # √v̂_t + ε
                 theta.addcdiv_(m, denom, value=-lr / bias1)  # θ_t = θ_{t-1} - η m̂_t / (√v̂_t + ε)
         return loss

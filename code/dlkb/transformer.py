@@ -17,7 +17,9 @@ Papers:
     Sec. 3.2.2 multi-head attention, Sec. 3.5 positional encoding, Sec. 3.1 and 5.4 the
     encoder/decoder layers with residual dropout and post-norm.
     Ba et al. 2016, "Layer Normalization".
-    Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture" (pre-norm).
+    Pre-norm (layer norm at the start of the residual branch) was used in implementations
+    such as tensor2tensor (Vaswani et al. 2018) before Xiong et al. 2020, "On Layer
+    Normalization in the Transformer Architecture", analysed it (they did not introduce it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "causal_mask",
     "sinusoidal_positional_encoding",
+    "noam_lr",
     "MultiHeadAttention",
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
@@ -163,6 +166,38 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle)
     return pe.float()
+
+
+def noam_lr(step: int, *, d_model: int, warmup_steps: int = 4000, factor: float = 1.0) -> float:
+    r"""The learning-rate schedule of Vaswani et al. 2017, Sec. 5.3, Eq. (3).
+
+    .. math::
+        \text{lr}(s) = \text{factor}\cdot d_{model}^{-0.5}\cdot
+        \min\big(s^{-0.5},\ s\cdot \text{warmup\_steps}^{-1.5}\big), \qquad s \ge 1.
+
+    Linear warm-up for ``warmup_steps`` steps, then decay proportional to
+    :math:`1/\sqrt{s}`; the peak, at :math:`s = \text{warmup\_steps}`, is
+    :math:`\text{factor}/\sqrt{d_{model}\cdot\text{warmup\_steps}}` (7.0e-4 for the
+    paper's :math:`d_{model} = 512`, 4000 warm-up steps). The paper used it with Adam
+    (:math:`\beta_1 = 0.9, \beta_2 = 0.98, \epsilon = 10^{-9}`). With
+    ``torch.optim.lr_scheduler.LambdaLR`` (whose counter starts at 0) pass
+    ``lambda e: noam_lr(e + 1, ...)`` and a base learning rate of 1.
+
+    Args:
+        step: s, the 1-based step number.
+        d_model: model width.
+        warmup_steps: length of the warm-up.
+        factor: a constant multiplier (1 in the paper).
+
+    Returns:
+        The learning rate (a float).
+    """
+    caller = "noam_lr"
+    step = _v.integer("step", step, caller=caller, minimum=1)
+    d_model = _v.integer("d_model", d_model, caller=caller, minimum=1)
+    warmup_steps = _v.integer("warmup_steps", warmup_steps, caller=caller, minimum=1)
+    factor = _v.real("factor", factor, caller=caller, low=0.0, low_open=True)
+    return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
 
 
 class MultiHeadAttention(nn.Module):
