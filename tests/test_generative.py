@@ -150,6 +150,19 @@ def test_mode_coverage_counts_modes_and_quality():
         mode_coverage(samples, centers, std=-1)
 
 
+def test_mode_coverage_min_count_ignores_stray_samples():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    samples = torch.cat([torch.zeros(50, 2), torch.tensor([[10.0, 0.05]]), torch.tensor([[5.0, 5.0]] * 10)])
+    assert mode_coverage(samples, centers, std=0.1) == (2, pytest.approx(51 / 61))
+    assert mode_coverage(samples, centers, std=0.1, min_count=2)[0] == 1  # the single stray sample no longer counts
+    assert mode_coverage(samples, centers, std=0.1, min_count=50)[0] == 1
+    assert mode_coverage(samples, centers, std=0.1, min_count=51)[0] == 0
+    with pytest.raises(ValueError, match=r"mode_coverage: min_count must be >= 1; got 0"):
+        mode_coverage(samples, centers, std=0.1, min_count=0)
+    with pytest.raises(TypeError, match=r"mode_coverage: min_count must be an int; got float"):
+        mode_coverage(samples, centers, std=0.1, min_count=2.0)
+
+
 # ---------------------------------------------------------------- gradient penalty
 
 

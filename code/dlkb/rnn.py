@@ -34,7 +34,7 @@ from torch import nn
 
 from dlkb import _validate as _v
 
-__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell", "lstm_step", "gru_step", "LSTM", "GRU"]
+__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell", "LSTM", "GRU"]
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -330,7 +330,7 @@ class GRUCell(_CellBase):
 
 
 # ---------------------------------------------------------------- multi-layer, bidirectional
-def lstm_step(
+def _lstm_step(
     x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
     b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -343,7 +343,7 @@ def lstm_step(
     return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
-def gru_step(
+def _gru_step(
     x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
     b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
 ) -> torch.Tensor:
@@ -484,9 +484,9 @@ class _StackedRNN(nn.Module):
                 hs = [None] * seq.shape[0]
                 for t in steps:
                     if self._lstm:
-                        h, c = lstm_step(seq[t], h, c, *weights)
+                        h, c = _lstm_step(seq[t], h, c, *weights)
                     else:
-                        h = gru_step(seq[t], h, *weights)
+                        h = _gru_step(seq[t], h, *weights)
                     hs[t] = h
                 outs.append(torch.stack(hs))  # [L, N, H], in time order
                 h_n.append(h)
