@@ -472,3 +472,50 @@ def test_noam_lr_validation(kwargs, exc, match):
     step = kwargs.pop("step")
     with pytest.raises(exc, match=match):
         noam_lr(step, **kwargs)
+
+
+# ---------------------------------------------------------------- key/value cache
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("pad_idx", [None, 0])
+def test_kv_cache_gives_the_same_logits_and_tokens(norm_first, pad_idx):
+    from dlkb.transformer import Seq2SeqTransformer
+
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(12, 13, d_model=16, num_heads=2, num_encoder_layers=2, num_decoder_layers=2,
+                               dim_feedforward=24, max_len=20, pad_idx=pad_idx, norm_first=norm_first).eval()
+    g = torch.Generator().manual_seed(1)
+    src = torch.randint(1, 12, (5, 7), generator=g)
+    if pad_idx is not None:
+        src[0, 5:] = pad_idx
+    tgt = torch.randint(1, 13, (5, 9), generator=g)
+    if pad_idx is not None:
+        tgt[1, 6:] = pad_idx
+    with torch.no_grad():
+        memory = model.encode(src)
+        full = model.decode(tgt, memory, src)  # [N, L, V]
+        cache = None
+        for t in range(1, tgt.shape[1] + 1):
+            logits, cache = model.decode_step(tgt[:, :t], memory, src, cache)
+            torch.testing.assert_close(logits, full[:, t - 1], atol=1e-5, rtol=1e-5)
+    assert len(cache) == 2 and cache[0][0].shape == (5, 2, 9, 8)
+    a = model.greedy_decode(src, 15, bos_idx=11, eos_idx=12)
+    b = model.greedy_decode(src, 15, bos_idx=11, eos_idx=12, use_cache=True)
+    assert torch.equal(a, b)
+    assert torch.equal(model.greedy_decode(src, 15, bos_idx=11), model.greedy_decode(src, 15, bos_idx=11, use_cache=True))
+
+
+def test_kv_cache_validation():
+    from dlkb.transformer import Seq2SeqTransformer
+
+    model = Seq2SeqTransformer(5, 6, d_model=8, num_heads=2, max_len=10).eval()
+    src = torch.randint(0, 5, (2, 4))
+    memory = model.encode(src)
+    _, cache = model.decode_step(torch.zeros(2, 1, dtype=torch.long), memory, src, None)
+    with pytest.raises(ValueError, match=r"decode_step: the cache holds 1 positions, but tokens has 3 \(expected 2\)"):
+        model.decode_step(torch.zeros(2, 3, dtype=torch.long), memory, src, cache)
+    with pytest.raises(ValueError, match=r"decode_step: cache must be None or the list returned by the previous step"):
+        model.decode_step(torch.zeros(2, 2, dtype=torch.long), memory, src, "cache")
+    with pytest.raises(TypeError, match=r"decode_step: tokens must be a tensor of token ids"):
+        model.decode_step(torch.zeros(2, 2), memory, src, None)
+    with pytest.raises(TypeError, match=r"greedy_decode: use_cache must be a bool; got int"):
+        model.greedy_decode(src, 3, bos_idx=1, use_cache=1)
