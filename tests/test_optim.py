@@ -345,3 +345,57 @@ def test_sparse_gradients_are_refused(cls):
     emb(torch.tensor([0, 1])).sum().backward()
     with pytest.raises(RuntimeError, match=rf"{cls.__name__}: sparse gradients are not supported"):
         opt.step()
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+def _torch_curve(make, epochs, lr=0.1):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make(opt)
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def test_schedules_match_torch_schedulers():
+    from dlkb.optim import cosine_lr, step_lr, warmup_lr
+    from torch.optim import lr_scheduler as S
+
+    want = _torch_curve(lambda o: S.StepLR(o, step_size=30, gamma=0.1), 100)
+    assert [step_lr(t, base_lr=0.1, step_size=30) for t in range(100)] == pytest.approx(want, rel=1e-12)
+    want = _torch_curve(lambda o: S.CosineAnnealingLR(o, T_max=100, eta_min=1e-3), 100)
+    assert [cosine_lr(t, base_lr=0.1, period=100, min_lr=1e-3) for t in range(100)] == pytest.approx(want, rel=1e-9)
+    for mult in (1, 2, 3):
+        want = _torch_curve(lambda o: S.CosineAnnealingWarmRestarts(o, T_0=7, T_mult=mult, eta_min=0.01), 120)
+        got = [cosine_lr(t, base_lr=0.1, period=7, min_lr=0.01, period_mult=mult) for t in range(120)]
+        assert got == pytest.approx(want, rel=1e-9)
+    want = _torch_curve(lambda o: S.LinearLR(o, start_factor=0.01, total_iters=10), 30)
+    assert [warmup_lr(t, base_lr=0.1, warmup=10, start_factor=0.01) for t in range(30)] == pytest.approx(want, rel=1e-9)
+    # the restarts really happen: back to base_lr at t = 7 and t = 7 + 14
+    assert cosine_lr(7, base_lr=0.1, period=7, period_mult=2) == pytest.approx(0.1)
+    assert cosine_lr(21, base_lr=0.1, period=7, period_mult=2) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda f: f["step_lr"](-1, base_lr=0.1, step_size=3), ValueError, r"step_lr: t must be >= 0; got -1"),
+        (lambda f: f["step_lr"](1, base_lr=0.1, step_size=0), ValueError, r"step_lr: step_size must be >= 1; got 0"),
+        (lambda f: f["step_lr"](1, base_lr=0.1, step_size=2, gamma=1.5), ValueError, r"step_lr: gamma must be in \[0, 1\]"),
+        (lambda f: f["step_lr"](1, base_lr="0.1", step_size=2), TypeError, r"step_lr: base_lr must be a real number"),
+        (lambda f: f["cosine_lr"](1.0, base_lr=0.1, period=3), TypeError, r"cosine_lr: t must be an int; got float"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=0), ValueError, r"cosine_lr: period must be >= 1; got 0"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=3, min_lr=0.2), ValueError, r"cosine_lr: min_lr must be in \[0, 0.1\]"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=3, period_mult=0), ValueError, r"cosine_lr: period_mult must be >= 1"),
+        (lambda f: f["warmup_lr"](1, base_lr=-0.1, warmup=3), ValueError, r"warmup_lr: base_lr must be >= 0; got -0.1"),
+        (lambda f: f["warmup_lr"](1, base_lr=0.1, warmup=0), ValueError, r"warmup_lr: warmup must be >= 1; got 0"),
+        (lambda f: f["warmup_lr"](1, base_lr=0.1, warmup=3, start_factor=2.0), ValueError, r"warmup_lr: start_factor must be in \[0, 1\]"),
+    ],
+)
+def test_schedule_validation(call, exc, match):
+    from dlkb import optim
+
+    with pytest.raises(exc, match=match):
+        call(vars(optim))
