@@ -549,3 +549,52 @@ def test_q_sample_validation():
         q_sample(x0, torch.tensor([-1, 0, 1]), noise, abar)
     with pytest.raises(ValueError, match=r"q_sample: x0 must have a batch dimension"):
         q_sample(torch.tensor(1.0), t, noise, abar)
+
+
+def test_ddpm_sample_recovers_a_gaussian_with_the_exact_noise_predictor():
+    # For data N(m, s^2 I) the optimal noise predictor is known in closed form; ancestral
+    # sampling with it must return (approximately) N(m, s^2 I).
+    from dlkb.generative import ddpm_sample, ddpm_schedule
+
+    betas, abar = ddpm_schedule(1000)
+    m, s = torch.tensor([1.5, -0.5]), 0.3
+
+    def oracle(x, t):
+        a = abar[t]
+        return (x - a.sqrt() * m) * (1 - a).sqrt() / (a * s**2 + 1 - a)
+
+    x = ddpm_sample(oracle, (20000, 2), betas, abar, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20000, 2)
+    torch.testing.assert_close(x.mean(0), m, atol=0.02, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.full((2,), s), atol=0.02, rtol=0)
+    # a wrong predictor (no noise predicted) does not: the samples stay spread out like x_T
+    y = ddpm_sample(lambda x, t: torch.zeros_like(x), (2000, 2), betas, abar, generator=torch.Generator().manual_seed(0))
+    assert y.std() > 1.0
+
+
+def test_ddpm_sample_validation():
+    from dlkb.generative import ddpm_sample, ddpm_schedule
+
+    betas, abar = ddpm_schedule(10)
+    with pytest.raises(TypeError, match=r"ddpm_sample: denoiser must be callable; got int"):
+        ddpm_sample(3, (2, 2), betas, abar)
+    with pytest.raises(TypeError, match=r"ddpm_sample: shape must be a tuple or list of ints"):
+        ddpm_sample(lambda x, t: x, 5, betas, abar)
+    with pytest.raises(ValueError, match=r"ddpm_sample: alphas_cumprod must have the same shape as betas \(10,\)"):
+        ddpm_sample(lambda x, t: x, (2, 2), betas, abar[:5])
+    with pytest.raises(TypeError, match=r"ddpm_sample: generator must be a torch.Generator; got int"):
+        ddpm_sample(lambda x, t: x, (2, 2), betas, abar, generator=0)
+
+
+def test_train_ring_ddpm_is_seeded_and_learns():
+    from dlkb.generative import train_ring_ddpm
+
+    a = train_ring_ddpm(runs=2, steps=60, num_steps=20, beta_end=0.3, batch_size=32, samples=16, seed=3)
+    b = train_ring_ddpm(runs=2, steps=60, num_steps=20, beta_end=0.3, batch_size=32, samples=16, seed=3)
+    assert a.samples.shape == (2, 16, 2)
+    assert torch.equal(a.samples, b.samples) and a.losses == b.losses
+    assert sum(a.losses[-10:]) < sum(a.losses[:10])  # L_simple goes down
+    with pytest.raises(ValueError, match=r"train_ring_ddpm: num_steps must be >= 2; got 1"):
+        train_ring_ddpm(num_steps=1)
+    with pytest.raises(TypeError, match=r"train_ring_ddpm: runs must be an int; got float"):
+        train_ring_ddpm(runs=2.0)
