@@ -150,6 +150,19 @@ def test_mode_coverage_counts_modes_and_quality():
         mode_coverage(samples, centers, std=-1)
 
 
+def test_mode_coverage_min_count_ignores_stray_samples():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    samples = torch.cat([torch.zeros(50, 2), torch.tensor([[10.0, 0.05]]), torch.tensor([[5.0, 5.0]] * 10)])
+    assert mode_coverage(samples, centers, std=0.1) == (2, pytest.approx(51 / 61))
+    assert mode_coverage(samples, centers, std=0.1, min_count=2)[0] == 1  # the single stray sample no longer counts
+    assert mode_coverage(samples, centers, std=0.1, min_count=50)[0] == 1
+    assert mode_coverage(samples, centers, std=0.1, min_count=51)[0] == 0
+    with pytest.raises(ValueError, match=r"mode_coverage: min_count must be >= 1; got 0"):
+        mode_coverage(samples, centers, std=0.1, min_count=0)
+    with pytest.raises(TypeError, match=r"mode_coverage: min_count must be an int; got float"):
+        mode_coverage(samples, centers, std=0.1, min_count=2.0)
+
+
 # ---------------------------------------------------------------- gradient penalty
 
 
@@ -450,3 +463,138 @@ def test_train_ring_gan_is_reproducible_and_validated():
     wide = train_ring_gan("gan", runs=1, steps=1, batch_size=8, std=0.5, seed=2)
     narrow = train_ring_gan("gan", runs=1, steps=1, batch_size=8, std=0.01, seed=2)
     assert not torch.equal(wide.snapshots[1], narrow.snapshots[1])  # the data std reaches training
+
+
+# ---------------------------------------------------------------- DDPM forward process
+def test_ddpm_schedule_is_linear_and_cumulative():
+    import numpy as np
+
+    from dlkb.generative import ddpm_schedule
+
+    betas, abar = ddpm_schedule(1000)
+    assert betas.shape == abar.shape == (1000,) and betas.dtype == abar.dtype == torch.float32
+    ref_b = np.linspace(1e-4, 0.02, 1000)
+    torch.testing.assert_close(betas, torch.from_numpy(ref_b).float())
+    torch.testing.assert_close(abar, torch.from_numpy(np.cumprod(1 - ref_b)).float())
+    assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
+    assert abar[-1].item() < 1e-4  # x_T is almost pure noise (Ho et al.: about 4e-5)
+    b2, a2 = ddpm_schedule(5, beta_start=0.1, beta_end=0.5)
+    torch.testing.assert_close(b2, torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5]))
+    torch.testing.assert_close(a2, torch.tensor([0.9, 0.72, 0.504, 0.3024, 0.1512]))
+    b1, _ = ddpm_schedule(1, beta_start=0.3, beta_end=0.3)
+    torch.testing.assert_close(b1, torch.tensor([0.3]))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "match"),
+    [
+        ((0,), {}, ValueError, r"ddpm_schedule: num_steps must be >= 1; got 0"),
+        ((10.0,), {}, TypeError, r"ddpm_schedule: num_steps must be an int; got float"),
+        ((10,), {"beta_start": 0.0}, ValueError, r"ddpm_schedule: beta_start must be in \(0, 1\); got 0.0"),
+        ((10,), {"beta_end": 1.0}, ValueError, r"ddpm_schedule: beta_end must be in \(0, 1\); got 1.0"),
+        ((10,), {"beta_start": 0.1, "beta_end": 0.01}, ValueError, r"ddpm_schedule: beta_end must be >= beta_start"),
+        ((10,), {"beta_end": "0.02"}, TypeError, r"ddpm_schedule: beta_end must be a real number; got str"),
+    ],
+)
+def test_ddpm_schedule_validation(args, kwargs, exc, match):
+    from dlkb.generative import ddpm_schedule
+
+    with pytest.raises(exc, match=match):
+        ddpm_schedule(*args, **kwargs)
+
+
+def test_q_sample_values_gradients_and_statistics():
+    from dlkb.generative import ddpm_schedule, q_sample
+
+    _, abar = ddpm_schedule(100)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 3, 2, generator=g)
+    noise = torch.randn(4, 3, 2, generator=g)
+    t = torch.tensor([0, 10, 50, 99])
+    out = q_sample(x0, t, noise, abar)
+    for i in range(4):  # written out per sample
+        a = abar[t[i]]
+        torch.testing.assert_close(out[i], a.sqrt() * x0[i] + (1 - a).sqrt() * noise[i])
+    # non-contiguous input, float64 gradcheck in x0 and noise
+    xt = torch.randn(2, 4, dtype=torch.float64).T.requires_grad_()
+    nz = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: q_sample(a, torch.tensor([1, 5, 7, 99]), b, abar), (xt, nz))
+    # q(x_t | x_0) has mean sqrt(abar) x0 and variance 1 - abar
+    x0 = torch.full((20000, 1), 2.0)
+    tt = torch.full((20000,), 30)
+    s = q_sample(x0, tt, torch.randn(20000, 1, generator=g), abar)
+    assert s.mean().item() == pytest.approx(2 * abar[30].sqrt().item(), abs=0.03)
+    assert s.var().item() == pytest.approx(1 - abar[30].item(), abs=0.03)
+    assert q_sample(torch.empty(0, 2), torch.empty(0, dtype=torch.long), torch.empty(0, 2), abar).shape == (0, 2)
+
+
+def test_q_sample_validation():
+    from dlkb.generative import q_sample
+
+    abar = torch.linspace(0.99, 0.1, 10)
+    x0, noise, t = torch.zeros(3, 2), torch.zeros(3, 2), torch.tensor([0, 1, 2])
+    with pytest.raises(TypeError, match=r"q_sample: x0 must be a floating-point tensor"):
+        q_sample(x0.long(), t, noise, abar)
+    with pytest.raises(TypeError, match=r"q_sample: t must be an integer tensor; got dtype torch.float32"):
+        q_sample(x0, t.float(), noise, abar)
+    with pytest.raises(ValueError, match=r"q_sample: t must have shape \(3,\); got \(2,\)"):
+        q_sample(x0, t[:2], noise, abar)
+    with pytest.raises(ValueError, match=r"q_sample: noise must have the same shape as x0 \(3, 2\); got \(3, 1\)"):
+        q_sample(x0, t, noise[:, :1], abar)
+    with pytest.raises(ValueError, match=r"q_sample: alphas_cumprod must be 1-D; got shape \(10, 1\)"):
+        q_sample(x0, t, noise, abar[:, None])
+    with pytest.raises(ValueError, match=r"q_sample: t must be in \[0, 9\]; got values in \[0, 10\]"):
+        q_sample(x0, torch.tensor([0, 1, 10]), noise, abar)
+    with pytest.raises(ValueError, match=r"q_sample: t must be in \[0, 9\]; got values in \[-1, 1\]"):
+        q_sample(x0, torch.tensor([-1, 0, 1]), noise, abar)
+    with pytest.raises(ValueError, match=r"q_sample: x0 must have a batch dimension"):
+        q_sample(torch.tensor(1.0), t, noise, abar)
+
+
+def test_ddpm_sample_recovers_a_gaussian_with_the_exact_noise_predictor():
+    # For data N(m, s^2 I) the optimal noise predictor is known in closed form; ancestral
+    # sampling with it must return (approximately) N(m, s^2 I).
+    from dlkb.generative import ddpm_sample, ddpm_schedule
+
+    betas, abar = ddpm_schedule(1000)
+    m, s = torch.tensor([1.5, -0.5]), 0.3
+
+    def oracle(x, t):
+        a = abar[t]
+        return (x - a.sqrt() * m) * (1 - a).sqrt() / (a * s**2 + 1 - a)
+
+    x = ddpm_sample(oracle, (20000, 2), betas, abar, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20000, 2)
+    torch.testing.assert_close(x.mean(0), m, atol=0.02, rtol=0)
+    torch.testing.assert_close(x.std(0), torch.full((2,), s), atol=0.02, rtol=0)
+    # a wrong predictor (no noise predicted) does not: the samples stay spread out like x_T
+    y = ddpm_sample(lambda x, t: torch.zeros_like(x), (2000, 2), betas, abar, generator=torch.Generator().manual_seed(0))
+    assert y.std() > 1.0
+
+
+def test_ddpm_sample_validation():
+    from dlkb.generative import ddpm_sample, ddpm_schedule
+
+    betas, abar = ddpm_schedule(10)
+    with pytest.raises(TypeError, match=r"ddpm_sample: denoiser must be callable; got int"):
+        ddpm_sample(3, (2, 2), betas, abar)
+    with pytest.raises(TypeError, match=r"ddpm_sample: shape must be a tuple or list of ints"):
+        ddpm_sample(lambda x, t: x, 5, betas, abar)
+    with pytest.raises(ValueError, match=r"ddpm_sample: alphas_cumprod must have the same shape as betas \(10,\)"):
+        ddpm_sample(lambda x, t: x, (2, 2), betas, abar[:5])
+    with pytest.raises(TypeError, match=r"ddpm_sample: generator must be a torch.Generator; got int"):
+        ddpm_sample(lambda x, t: x, (2, 2), betas, abar, generator=0)
+
+
+def test_train_ring_ddpm_is_seeded_and_learns():
+    from dlkb.generative import train_ring_ddpm
+
+    a = train_ring_ddpm(runs=2, steps=60, num_steps=20, beta_end=0.3, batch_size=32, samples=16, seed=3)
+    b = train_ring_ddpm(runs=2, steps=60, num_steps=20, beta_end=0.3, batch_size=32, samples=16, seed=3)
+    assert a.samples.shape == (2, 16, 2)
+    assert torch.equal(a.samples, b.samples) and a.losses == b.losses
+    assert sum(a.losses[-10:]) < sum(a.losses[:10])  # L_simple goes down
+    with pytest.raises(ValueError, match=r"train_ring_ddpm: num_steps must be >= 2; got 1"):
+        train_ring_ddpm(num_steps=1)
+    with pytest.raises(TypeError, match=r"train_ring_ddpm: runs must be an int; got float"):
+        train_ring_ddpm(runs=2.0)

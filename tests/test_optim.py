@@ -55,7 +55,36 @@ CASES = {
         {"lr": 0.01, "weight_decay": 0.1},
     ),
     "adamw-no-decay": (Adam, {"lr": 0.02, "decoupled": True}, torch.optim.AdamW, {"lr": 0.02, "weight_decay": 0.0}),
+    "amsgrad-l2": (
+        Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.05, "amsgrad": True},
+        torch.optim.Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.05, "amsgrad": True},
+    ),
+    "amsgradw": (
+        Adam,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1, "decoupled": True, "amsgrad": True},
+        torch.optim.AdamW,
+        {"lr": 0.01, "betas": (0.8, 0.9), "weight_decay": 0.1, "amsgrad": True},
+    ),
 }
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_amsgrad_maximum_is_active_and_changes_the_path(decoupled):
+    # In the step-for-step comparison the running maximum must really bind somewhere,
+    # otherwise AMSGrad and Adam would coincide and the comparison would not test it.
+    x, y = _data()
+    a, b = _model(), _model()
+    opt_a = Adam(a.parameters(), lr=0.01, betas=(0.8, 0.9), decoupled=decoupled, amsgrad=True)
+    opt_b = Adam(b.parameters(), lr=0.01, betas=(0.8, 0.9), decoupled=decoupled)
+    for step in range(40):
+        _train(a, opt_a, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+        _train(b, opt_b, 1, x[(step % 8) * 8 :], y[(step % 8) * 8 :])
+    state = opt_a.state[a[0].weight]
+    assert (state["max_exp_avg_sq"] > state["exp_avg_sq"]).any()
+    assert torch.equal(state["max_exp_avg_sq"], torch.maximum(state["max_exp_avg_sq"], state["exp_avg_sq"]))
+    assert not torch.allclose(a[0].weight, b[0].weight)
 
 
 def _model(seed: int = 0) -> nn.Module:
@@ -153,7 +182,7 @@ def _slow_reference(name: str, theta: list[float], grads_of, steps: int) -> list
     _, kw, _, _ = CASES[name]
     lr = kw["lr"] / 10
     n = len(theta)
-    buf, s, m, v = [None] * n, [0.0] * n, [0.0] * n, [0.0] * n
+    buf, s, m, v, vmax = [None] * n, [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
     for t in range(1, steps + 1):
         grad = grads_of(theta)
         for i in range(n):
@@ -172,15 +201,16 @@ def _slow_reference(name: str, theta: list[float], grads_of, steps: int) -> list
                 alpha = kw.get("alpha", 0.99)
                 s[i] = alpha * s[i] + (1 - alpha) * g * g
                 theta[i] -= lr * g / (math.sqrt(s[i]) + kw.get("eps", 1e-8))
-            else:  # Adam / AdamW, Kingma & Ba Algorithm 1, Loshchilov & Hutter Algorithm 2
+            else:  # Adam / AdamW / AMSGrad, Kingma & Ba Alg. 1, Loshchilov & Hutter Alg. 2, Reddi et al. Alg. 2
                 b1, b2 = kw.get("betas", (0.9, 0.999))
                 eps, wd = kw.get("eps", 1e-8), kw.get("weight_decay", 0.0)
                 decoupled = kw.get("decoupled", False)
                 d = g if decoupled else g + wd * theta[i]
                 m[i] = b1 * m[i] + (1 - b1) * d
                 v[i] = b2 * v[i] + (1 - b2) * d * d
+                vmax[i] = max(vmax[i], v[i])  # AMSGrad (Reddi et al. 2018), on the uncorrected v as torch
                 m_hat = m[i] / (1 - b1**t)
-                v_hat = v[i] / (1 - b2**t)
+                v_hat = (vmax[i] if kw.get("amsgrad") else v[i]) / (1 - b2**t)
                 theta[i] -= lr * m_hat / (math.sqrt(v_hat) + eps) + (lr * wd * theta[i] if decoupled else 0.0)
     return theta
 
@@ -294,6 +324,7 @@ def _param():
         (lambda: Adam(_param(), eps=-1e-8), ValueError, r"Adam: eps must be >= 0"),
         (lambda: Adam(_param(), weight_decay=-0.1), ValueError, r"Adam: weight_decay must be >= 0"),
         (lambda: Adam(_param(), decoupled="yes"), TypeError, r"Adam: decoupled must be a bool; got str"),
+        (lambda: Adam(_param(), amsgrad=1), TypeError, r"Adam: amsgrad must be a bool; got int"),
     ],
 )
 def test_validation(make, error, match):
@@ -314,3 +345,57 @@ def test_sparse_gradients_are_refused(cls):
     emb(torch.tensor([0, 1])).sum().backward()
     with pytest.raises(RuntimeError, match=rf"{cls.__name__}: sparse gradients are not supported"):
         opt.step()
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+def _torch_curve(make, epochs, lr=0.1):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make(opt)
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def test_schedules_match_torch_schedulers():
+    from dlkb.optim import cosine_lr, step_lr, warmup_lr
+    from torch.optim import lr_scheduler as S
+
+    want = _torch_curve(lambda o: S.StepLR(o, step_size=30, gamma=0.1), 100)
+    assert [step_lr(t, base_lr=0.1, step_size=30) for t in range(100)] == pytest.approx(want, rel=1e-12)
+    want = _torch_curve(lambda o: S.CosineAnnealingLR(o, T_max=100, eta_min=1e-3), 100)
+    assert [cosine_lr(t, base_lr=0.1, period=100, min_lr=1e-3) for t in range(100)] == pytest.approx(want, rel=1e-9)
+    for mult in (1, 2, 3):
+        want = _torch_curve(lambda o: S.CosineAnnealingWarmRestarts(o, T_0=7, T_mult=mult, eta_min=0.01), 120)
+        got = [cosine_lr(t, base_lr=0.1, period=7, min_lr=0.01, period_mult=mult) for t in range(120)]
+        assert got == pytest.approx(want, rel=1e-9)
+    want = _torch_curve(lambda o: S.LinearLR(o, start_factor=0.01, total_iters=10), 30)
+    assert [warmup_lr(t, base_lr=0.1, warmup=10, start_factor=0.01) for t in range(30)] == pytest.approx(want, rel=1e-9)
+    # the restarts really happen: back to base_lr at t = 7 and t = 7 + 14
+    assert cosine_lr(7, base_lr=0.1, period=7, period_mult=2) == pytest.approx(0.1)
+    assert cosine_lr(21, base_lr=0.1, period=7, period_mult=2) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda f: f["step_lr"](-1, base_lr=0.1, step_size=3), ValueError, r"step_lr: t must be >= 0; got -1"),
+        (lambda f: f["step_lr"](1, base_lr=0.1, step_size=0), ValueError, r"step_lr: step_size must be >= 1; got 0"),
+        (lambda f: f["step_lr"](1, base_lr=0.1, step_size=2, gamma=1.5), ValueError, r"step_lr: gamma must be in \[0, 1\]"),
+        (lambda f: f["step_lr"](1, base_lr="0.1", step_size=2), TypeError, r"step_lr: base_lr must be a real number"),
+        (lambda f: f["cosine_lr"](1.0, base_lr=0.1, period=3), TypeError, r"cosine_lr: t must be an int; got float"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=0), ValueError, r"cosine_lr: period must be >= 1; got 0"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=3, min_lr=0.2), ValueError, r"cosine_lr: min_lr must be in \[0, 0.1\]"),
+        (lambda f: f["cosine_lr"](1, base_lr=0.1, period=3, period_mult=0), ValueError, r"cosine_lr: period_mult must be >= 1"),
+        (lambda f: f["warmup_lr"](1, base_lr=-0.1, warmup=3), ValueError, r"warmup_lr: base_lr must be >= 0; got -0.1"),
+        (lambda f: f["warmup_lr"](1, base_lr=0.1, warmup=0), ValueError, r"warmup_lr: warmup must be >= 1; got 0"),
+        (lambda f: f["warmup_lr"](1, base_lr=0.1, warmup=3, start_factor=2.0), ValueError, r"warmup_lr: start_factor must be in \[0, 1\]"),
+    ],
+)
+def test_schedule_validation(call, exc, match):
+    from dlkb import optim
+
+    with pytest.raises(exc, match=match):
+        call(vars(optim))

@@ -354,3 +354,151 @@ def test_clip_grad_norm_validation(max_norm, exc, match):
 def test_clip_grad_norm_rejects_non_tensor_elements():
     with pytest.raises(TypeError, match=r"clip_grad_norm: parameters must be tensors; element 1 is float"):
         rnn.clip_grad_norm([torch.zeros(1), 1.0], 1.0)
+
+
+# ---------------------------------------------------------------- multi-layer, bidirectional LSTM / GRU
+STACKED = [(rnn.LSTM, nn.LSTM), (rnn.GRU, nn.GRU)]
+CONFIGS = [
+    # (num_layers, bidirectional, batch_first, bias)
+    (1, False, False, True),
+    (2, False, True, True),
+    (1, True, False, True),
+    (2, True, True, True),
+    (2, True, False, False),
+]
+
+
+def _pair(ours_cls, ref_cls, layers, bidir, batch_first, bias, dtype=torch.float32):
+    torch.manual_seed(0)
+    ref = ref_cls(3, 4, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias).to(dtype)
+    ours = ours_cls(3, 4, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias).to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ours, ref
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls"), STACKED)
+@pytest.mark.parametrize("config", CONFIGS)
+def test_stacked_state_dict_keys_shapes_and_order_match_torch(ours_cls, ref_cls, config):
+    layers, bidir, batch_first, bias = config
+    ours = ours_cls(3, 4, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias)
+    ref = ref_cls(3, 4, num_layers=layers, bidirectional=bidir, batch_first=batch_first, bias=bias)
+    assert [(k, tuple(v.shape)) for k, v in ours.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in ref.state_dict().items()
+    ]
+    bound = 1 / math.sqrt(4)
+    assert all(p.abs().max() <= bound for p in ours.parameters())
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls"), STACKED)
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("with_state", [False, True])
+def test_stacked_matches_torch_values_and_gradients(ours_cls, ref_cls, config, with_state):
+    layers, bidir, batch_first, bias = config
+    ours, ref = _pair(ours_cls, ref_cls, *config)
+    g = torch.Generator().manual_seed(1)
+    d = 2 if bidir else 1
+    x = torch.randn(2, 5, 3, generator=g) if batch_first else torch.randn(5, 2, 3, generator=g)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    hx1 = hx2 = None
+    if with_state:
+        h = torch.randn(d * layers, 2, 4, generator=g)
+        c = torch.randn(d * layers, 2, 4, generator=g)
+        h1, h2 = h.clone().requires_grad_(), h.clone().requires_grad_()
+        c1, c2 = c.clone().requires_grad_(), c.clone().requires_grad_()
+        hx1, hx2 = ((h1, c1), (h2, c2)) if ours_cls is rnn.LSTM else (h1, h2)
+    out1, s1 = ours(x1, hx1)
+    out2, s2 = ref(x2, hx2)
+    torch.testing.assert_close(out1, out2)
+    states1 = s1 if isinstance(s1, tuple) else (s1,)
+    states2 = s2 if isinstance(s2, tuple) else (s2,)
+    for a, b in zip(states1, states2, strict=True):
+        torch.testing.assert_close(a, b)
+    w = torch.randn(out1.shape, generator=g)
+    loss1 = (out1 * w).sum() + sum(s.square().sum() for s in states1)
+    loss2 = (out2 * w).sum() + sum(s.square().sum() for s in states2)
+    loss1.backward()
+    loss2.backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for (k, p1), (_, p2) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
+        torch.testing.assert_close(p1.grad, p2.grad, msg=lambda m, k=k: f"{k}: {m}")
+    if with_state:
+        torch.testing.assert_close(h1.grad, h2.grad)
+
+
+@pytest.mark.parametrize(("ours_cls", "ref_cls"), STACKED)
+def test_stacked_unbatched_and_non_contiguous(ours_cls, ref_cls):
+    ours, ref = _pair(ours_cls, ref_cls, 2, True, False, True)
+    x = torch.randn(3, 5).T  # [5, 3], non-contiguous, unbatched
+    assert not x.is_contiguous()
+    out1, s1 = ours(x)
+    out2, s2 = ref(x)
+    assert out1.shape == (5, 8)
+    torch.testing.assert_close(out1, out2)
+    torch.testing.assert_close(s1[0] if isinstance(s1, tuple) else s1, s2[0] if isinstance(s2, tuple) else s2)
+
+
+@pytest.mark.parametrize("cls", [rnn.LSTM, rnn.GRU])
+def test_stacked_gradcheck_float64(cls):
+    torch.manual_seed(0)
+    m = cls(2, 3, num_layers=2, bidirectional=True).double()
+    x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    first = lambda inp: m(inp)[0]  # noqa: E731
+    assert torch.autograd.gradcheck(first, (x,))
+
+
+def test_bidirectional_output_halves_are_forward_and_reversed_backward_runs():
+    # The backward half equals a one-directional LSTM run on the time-reversed input.
+    torch.manual_seed(0)
+    bi = rnn.LSTM(3, 4, bidirectional=True)
+    fwd, bwd = rnn.LSTM(3, 4), rnn.LSTM(3, 4)
+    sd = bi.state_dict()
+    fwd.load_state_dict({k: v for k, v in sd.items() if not k.endswith("_reverse")})
+    bwd.load_state_dict({k.removesuffix("_reverse"): v for k, v in sd.items() if k.endswith("_reverse")})
+    x = torch.randn(6, 2, 3)
+    out, (h, _) = bi(x)
+    torch.testing.assert_close(out[..., :4], fwd(x)[0])
+    torch.testing.assert_close(out[..., 4:], bwd(x.flip(0))[0].flip(0))
+    torch.testing.assert_close(h[1], out[0, :, 4:])  # the backward final state is at t = 1
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: rnn.LSTM(0, 4), ValueError, r"LSTM: input_size must be >= 1; got 0"),
+        (lambda: rnn.GRU(3, 2.0), TypeError, r"GRU: hidden_size must be an int; got float"),
+        (lambda: rnn.LSTM(3, 4, num_layers=0), ValueError, r"LSTM: num_layers must be >= 1; got 0"),
+        (lambda: rnn.GRU(3, 4, bias=1), TypeError, r"GRU: bias must be a bool; got int"),
+        (lambda: rnn.LSTM(3, 4, batch_first="no"), TypeError, r"LSTM: batch_first must be a bool; got str"),
+        (lambda: rnn.GRU(3, 4, bidirectional=None), TypeError, r"GRU: bidirectional must be a bool; got NoneType"),
+    ],
+)
+def test_stacked_constructor_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_stacked_forward_validation():
+    lstm, gru = rnn.LSTM(3, 4, num_layers=2), rnn.GRU(3, 4, bidirectional=True)
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(TypeError, match=r"LSTM.forward: x must be a torch.Tensor; got list"):
+        lstm([1.0])
+    with pytest.raises(TypeError, match=r"GRU.forward: x must be a floating-point tensor; got dtype torch.int64"):
+        gru(torch.zeros(5, 2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"LSTM.forward: x must be 2-D or 3-D; got shape \(5,\)"):
+        lstm(torch.randn(5))
+    with pytest.raises(ValueError, match=r"GRU.forward: x must have 3 features \(input_size\) in its last dimension"):
+        gru(torch.randn(5, 2, 4))
+    with pytest.raises(TypeError, match=r"LSTM.forward: x must have the dtype and device of the parameters"):
+        lstm(x.double())
+    with pytest.raises(ValueError, match=r"GRU.forward: x must have at least one time step; got shape \(0, 2, 3\)"):
+        gru(torch.randn(0, 2, 3))
+    with pytest.raises(TypeError, match=r"LSTM.forward: hx must be a tuple \(h_0, c_0\) of two tensors or None; got Tensor"):
+        lstm(x, torch.zeros(2, 2, 4))
+    with pytest.raises(ValueError, match=r"LSTM.forward: c_0 must have shape \(2, 2, 4\) \(D·num_layers, N, H\); got \(1, 2, 4\)"):
+        lstm(x, (torch.zeros(2, 2, 4), torch.zeros(1, 2, 4)))
+    with pytest.raises(ValueError, match=r"GRU.forward: hx must have shape \(2, 2, 4\)"):
+        gru(x, torch.zeros(1, 2, 4))
+    with pytest.raises(TypeError, match=r"GRU.forward: hx must have the dtype and device of x"):
+        gru(x, torch.zeros(2, 2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"GRU.forward: hx must be a torch.Tensor; got tuple"):
+        gru(x, (torch.zeros(2, 2, 4),))

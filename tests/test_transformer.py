@@ -430,3 +430,92 @@ def test_load_torch_weights_validates():
         load_torch_weights(MultiHeadAttention(8, 2), nn.MultiheadAttention(8, 4))
     with pytest.raises(TypeError, match=r"load_torch_weights: ours must be MultiHeadAttention or TransformerEncoderLayer"):
         load_torch_weights(nn.Linear(2, 2), nn.Linear(2, 2))
+
+
+# ---------------------------------------------------------------- noam_lr
+def test_noam_lr_formula_peak_and_lambda_lr():
+    from dlkb.transformer import noam_lr
+
+    # The formula, written out for a few steps on both sides of the warm-up.
+    for s in (1, 10, 3999, 4000, 4001, 100_000):
+        want = 512**-0.5 * min(s**-0.5, s * 4000**-1.5)
+        assert noam_lr(s, d_model=512) == pytest.approx(want, rel=1e-12)
+    assert noam_lr(4000, d_model=512) == pytest.approx(1 / math.sqrt(512 * 4000), rel=1e-12)  # the peak
+    assert max(noam_lr(s, d_model=512) for s in range(1, 20_000, 7)) <= noam_lr(4000, d_model=512)
+    assert noam_lr(8, d_model=64, warmup_steps=4, factor=2.0) == pytest.approx(2 * 64**-0.5 * 8**-0.5)
+    # Through torch's LambdaLR with base lr 1 (its epoch counter starts at 0).
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: noam_lr(e + 1, d_model=16, warmup_steps=10))
+    seen = []
+    for _ in range(30):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([noam_lr(s, d_model=16, warmup_steps=10) for s in range(1, 31)], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"step": 0, "d_model": 512}, ValueError, r"noam_lr: step must be >= 1; got 0"),
+        ({"step": 1.0, "d_model": 512}, TypeError, r"noam_lr: step must be an int; got float"),
+        ({"step": 1, "d_model": 0}, ValueError, r"noam_lr: d_model must be >= 1; got 0"),
+        ({"step": 1, "d_model": 512, "warmup_steps": 0}, ValueError, r"noam_lr: warmup_steps must be >= 1; got 0"),
+        ({"step": 1, "d_model": 512, "factor": 0.0}, ValueError, r"noam_lr: factor must be > 0; got 0.0"),
+        ({"step": 1, "d_model": 512, "factor": "2"}, TypeError, r"noam_lr: factor must be a real number; got str"),
+    ],
+)
+def test_noam_lr_validation(kwargs, exc, match):
+    from dlkb.transformer import noam_lr
+
+    step = kwargs.pop("step")
+    with pytest.raises(exc, match=match):
+        noam_lr(step, **kwargs)
+
+
+# ---------------------------------------------------------------- key/value cache
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("pad_idx", [None, 0])
+def test_kv_cache_gives_the_same_logits_and_tokens(norm_first, pad_idx):
+    from dlkb.transformer import Seq2SeqTransformer
+
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(12, 13, d_model=16, num_heads=2, num_encoder_layers=2, num_decoder_layers=2,
+                               dim_feedforward=24, max_len=20, pad_idx=pad_idx, norm_first=norm_first).eval()
+    g = torch.Generator().manual_seed(1)
+    src = torch.randint(1, 12, (5, 7), generator=g)
+    if pad_idx is not None:
+        src[0, 5:] = pad_idx
+    tgt = torch.randint(1, 13, (5, 9), generator=g)
+    if pad_idx is not None:
+        tgt[1, 6:] = pad_idx
+    with torch.no_grad():
+        memory = model.encode(src)
+        full = model.decode(tgt, memory, src)  # [N, L, V]
+        cache = None
+        for t in range(1, tgt.shape[1] + 1):
+            logits, cache = model.decode_step(tgt[:, :t], memory, src, cache)
+            torch.testing.assert_close(logits, full[:, t - 1], atol=1e-5, rtol=1e-5)
+    assert len(cache) == 2 and cache[0][0].shape == (5, 2, 9, 8)
+    a = model.greedy_decode(src, 15, bos_idx=11, eos_idx=12)
+    b = model.greedy_decode(src, 15, bos_idx=11, eos_idx=12, use_cache=True)
+    assert torch.equal(a, b)
+    assert torch.equal(model.greedy_decode(src, 15, bos_idx=11), model.greedy_decode(src, 15, bos_idx=11, use_cache=True))
+
+
+def test_kv_cache_validation():
+    from dlkb.transformer import Seq2SeqTransformer
+
+    model = Seq2SeqTransformer(5, 6, d_model=8, num_heads=2, max_len=10).eval()
+    src = torch.randint(0, 5, (2, 4))
+    memory = model.encode(src)
+    _, cache = model.decode_step(torch.zeros(2, 1, dtype=torch.long), memory, src, None)
+    with pytest.raises(ValueError, match=r"decode_step: the cache holds 1 positions, but tokens has 3 \(expected 2\)"):
+        model.decode_step(torch.zeros(2, 3, dtype=torch.long), memory, src, cache)
+    with pytest.raises(ValueError, match=r"decode_step: cache must be None or the list returned by the previous step"):
+        model.decode_step(torch.zeros(2, 2, dtype=torch.long), memory, src, "cache")
+    with pytest.raises(TypeError, match=r"decode_step: tokens must be a tensor of token ids"):
+        model.decode_step(torch.zeros(2, 2), memory, src, None)
+    with pytest.raises(TypeError, match=r"greedy_decode: use_cache must be a bool; got int"):
+        model.greedy_decode(src, 3, bos_idx=1, use_cache=1)

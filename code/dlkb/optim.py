@@ -22,6 +22,10 @@ Papers:
     - Tieleman & Hinton 2012, Coursera lecture 6.5 (RMSProp).
     - Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1.
     - Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2 (AdamW).
+    - Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond" (AMSGrad).
+    - Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts"
+      (cosine annealing with restarts); Goyal et al. 2017, "Accurate, Large Minibatch SGD"
+      (linear warm-up).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from torch.optim import Optimizer
 
 from dlkb import _validate as _v
 
-__all__ = ["SGD", "AdaGrad", "RMSProp", "Adam"]
+__all__ = ["SGD", "AdaGrad", "RMSProp", "Adam", "step_lr", "cosine_lr", "warmup_lr"]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 Closure = Callable[[], torch.Tensor] | None
@@ -288,6 +292,11 @@ class Adam(_Base):
         weight_decay: :math:`\lambda \ge 0`.
         decoupled: ``False`` adds :math:`\lambda\theta` to the gradient (``torch.optim.Adam``);
             ``True`` decays the weights directly (``torch.optim.AdamW``).
+        amsgrad: AMSGrad (Reddi et al. 2018): divide by the running maximum
+            :math:`v^{max}_t = \max(v^{max}_{t-1}, v_t)` instead of :math:`v_t`, so that the
+            effective step size :math:`\eta/\sqrt{\hat v_t}` never grows. As in torch, the
+            maximum is taken over the uncorrected :math:`v_t` and then divided by
+            :math:`1-\beta_2^t`; the paper's Algorithm 2 has no bias correction.
 
     Raises:
         TypeError: a hyper-parameter has the wrong type.
@@ -302,8 +311,10 @@ class Adam(_Base):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decoupled: bool = False,
+        amsgrad: bool = False,
     ) -> None:
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "decoupled": decoupled}
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "decoupled": decoupled,
+                    "amsgrad": amsgrad}
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -317,6 +328,7 @@ class Adam(_Base):
         _v.real("eps", group["eps"], caller="Adam", low=0.0)
         _v.real("weight_decay", group["weight_decay"], caller="Adam", low=0.0)
         _v.boolean("decoupled", group["decoupled"], caller="Adam")
+        _v.boolean("amsgrad", group.setdefault("amsgrad", False), caller="Adam")
 
     @torch.no_grad()
     def step(self, closure: Closure = None) -> torch.Tensor | None:
@@ -331,6 +343,8 @@ class Adam(_Base):
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # m_0 = 0
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)  # v_0 = 0
+                if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["step"] += 1
                 t = state["step"]
                 if wd != 0:
@@ -343,6 +357,89 @@ class Adam(_Base):
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v_t = β2 v_{t-1} + (1-β2) d_t²
                 bias1 = 1 - beta1**t  # m̂_t = m_t / (1 - β1^t)
                 bias2 = 1 - beta2**t  # v̂_t = v_t / (1 - β2^t)
+                if group["amsgrad"]:
+                    v_max = _real(state["max_exp_avg_sq"])
+                    torch.maximum(v_max, v, out=v_max)  # AMSGrad: v_max_t = max(v_max_{t-1}, v_t)
+                    v = v_max
                 denom = (v.sqrt() / bias2**0.5).add_(eps)  # √v̂_t + ε
                 theta.addcdiv_(m, denom, value=-lr / bias1)  # θ_t = θ_{t-1} - η m̂_t / (√v̂_t + ε)
         return loss
+
+
+
+# ----------------------------------------------------------------------------------------
+# Learning-rate schedules as closed-form functions of the epoch (or step) t = 0, 1, 2, ...
+# ----------------------------------------------------------------------------------------
+def step_lr(t: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
+    r"""Step decay: :math:`\eta_t = \eta_0\,\gamma^{\lfloor t/s \rfloor}` (``torch.optim.lr_scheduler.StepLR``).
+
+    Args:
+        t: epoch (or step) index, ``t >= 0``.
+        base_lr: :math:`\eta_0 \ge 0`.
+        step_size: :math:`s \ge 1`, epochs between decays.
+        gamma: :math:`\gamma \in [0, 1]`, the decay factor.
+    """
+    caller = "step_lr"
+    t = _v.integer("t", t, caller=caller, minimum=0)
+    base_lr = _v.real("base_lr", base_lr, caller=caller, low=0.0)
+    step_size = _v.integer("step_size", step_size, caller=caller, minimum=1)
+    gamma = _v.real("gamma", gamma, caller=caller, low=0.0, high=1.0)
+    return base_lr * gamma ** (t // step_size)
+
+
+def cosine_lr(t: int, *, base_lr: float, period: int, min_lr: float = 0.0, period_mult: int = 1) -> float:
+    r"""Cosine annealing with warm restarts, SGDR (Loshchilov & Hutter 2017, Eq. (5)).
+
+    .. math::
+        \eta_t = \eta_{\min} + \tfrac12(\eta_0 - \eta_{\min})\big(1 + \cos(\pi\, T_{cur} / T_i)\big),
+
+    where :math:`T_{cur}` counts the epochs since the last restart and the :math:`i`-th
+    period lasts :math:`T_i = T_0 \cdot T_{mult}^{\,i}` epochs. Equals
+    ``CosineAnnealingWarmRestarts(T_0=period, T_mult=period_mult, eta_min=min_lr)``; for
+    ``t < period`` it is ``CosineAnnealingLR(T_max=period)`` (at ``t = period`` SGDR restarts, where
+    ``CosineAnnealingLR`` reaches its minimum).
+
+    Args:
+        t: epoch (or step) index, ``t >= 0``.
+        base_lr: :math:`\eta_0 \ge 0`.
+        period: :math:`T_0 \ge 1`, the length of the first period.
+        min_lr: :math:`\eta_{\min}`, with ``0 <= min_lr <= base_lr``.
+        period_mult: :math:`T_{mult} \ge 1`, how much longer each period is than the previous one.
+    """
+    caller = "cosine_lr"
+    t = _v.integer("t", t, caller=caller, minimum=0)
+    base_lr = _v.real("base_lr", base_lr, caller=caller, low=0.0)
+    period = _v.integer("period", period, caller=caller, minimum=1)
+    min_lr = _v.real("min_lr", min_lr, caller=caller, low=0.0, high=base_lr)
+    period_mult = _v.integer("period_mult", period_mult, caller=caller, minimum=1)
+    t_cur, t_i = t, period
+    while t_cur >= t_i:  # skip whole periods: at most log(t) iterations when period_mult > 1
+        if period_mult == 1:
+            t_cur %= t_i
+            break
+        t_cur -= t_i
+        t_i *= period_mult
+    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t_cur / t_i))
+
+
+def warmup_lr(t: int, *, base_lr: float, warmup: int, start_factor: float = 0.0) -> float:
+    r"""Linear warm-up (Goyal et al. 2017): from ``start_factor * base_lr`` to ``base_lr`` in ``warmup`` steps.
+
+    .. math::
+        \eta_t = \eta_0\Big(f + (1 - f)\,\frac{\min(t, T_w)}{T_w}\Big),
+
+    which is ``torch.optim.lr_scheduler.LinearLR(start_factor=f, total_iters=T_w)``;
+    after the warm-up it stays at :math:`\eta_0` (chain a decay after it).
+
+    Args:
+        t: epoch (or step) index, ``t >= 0``.
+        base_lr: :math:`\eta_0 \ge 0`.
+        warmup: :math:`T_w \ge 1`.
+        start_factor: :math:`f \in [0, 1]`.
+    """
+    caller = "warmup_lr"
+    t = _v.integer("t", t, caller=caller, minimum=0)
+    base_lr = _v.real("base_lr", base_lr, caller=caller, low=0.0)
+    warmup = _v.integer("warmup", warmup, caller=caller, minimum=1)
+    start_factor = _v.real("start_factor", start_factor, caller=caller, low=0.0, high=1.0)
+    return base_lr * (start_factor + (1 - start_factor) * min(t, warmup) / warmup)

@@ -19,6 +19,9 @@ Papers:
     Cummins 2000, "Learning to Forget" (the forget gate).
     Cho et al. 2014, "Learning Phrase Representations using RNN Encoder-Decoder"
     (the GRU).
+    Schuster & Paliwal 1997, "Bidirectional Recurrent Neural Networks"; Graves,
+    Mohamed & Hinton 2013, "Speech Recognition with Deep Recurrent Neural Networks"
+    (stacked, bidirectional LSTMs: :class:`LSTM`, :class:`GRU`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from torch import nn
 
 from dlkb import _validate as _v
 
-__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell"]
+__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell", "LSTM", "GRU"]
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -323,3 +326,217 @@ class GRUCell(_CellBase):
         n = torch.tanh(x_n + r * h_n)  # candidate state
         h_new = (1 - z) * n + z * h  # interpolate between candidate and old state
         return h_new.squeeze(0) if unbatched else h_new
+
+
+
+# ---------------------------------------------------------------- multi-layer, bidirectional
+def _lstm_step(
+    x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step from raw weights (the equations of :class:`LSTMCell`): x [N, I], h, c [N, H] → (h', c')."""
+    a = x @ w_ih.T + h @ w_hh.T  # [N, 4H]
+    if b_ih is not None:
+        a = a + b_ih + b_hh
+    i, f, g, o = a.chunk(4, dim=1)  # torch's gate order (i, f, g, o)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def _gru_step(
+    x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+    b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
+) -> torch.Tensor:
+    """One GRU step from raw weights (the equations of :class:`GRUCell`): x [N, I], h [N, H] → h'."""
+    a_x, a_h = x @ w_ih.T, h @ w_hh.T  # [N, 3H] each
+    if b_ih is not None:
+        a_x, a_h = a_x + b_ih, a_h + b_hh
+    x_r, x_z, x_n = a_x.chunk(3, dim=1)
+    h_r, h_z, h_n = a_h.chunk(3, dim=1)
+    r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+class _StackedRNN(nn.Module):
+    r"""A stack of ``num_layers`` recurrent layers, each optionally bidirectional.
+
+    Layer :math:`\ell` reads the outputs of layer :math:`\ell-1` (for a bidirectional
+    layer, the forward and the backward hidden states concatenated, 2H features); the
+    backward direction runs the same equations from :math:`t = L` down to :math:`t = 1`
+    with its own weights (Schuster & Paliwal 1997). Parameter names, shapes, order and
+    initialization are those of ``torch.nn.LSTM`` / ``torch.nn.GRU``
+    (``weight_ih_l{k}[_reverse]`` [G·H, I or D·H], ``weight_hh_l{k}[_reverse]`` [G·H, H],
+    ``bias_ih_l{k}[_reverse]``, ``bias_hh_l{k}[_reverse]`` [G·H]), so ``load_state_dict``
+    works in both directions.
+    """
+
+    _gates = 0
+    _lstm = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+    ) -> None:
+        super().__init__()
+        caller = type(self).__name__
+        self.input_size = _v.integer("input_size", input_size, caller=caller, minimum=1)
+        self.hidden_size = _v.integer("hidden_size", hidden_size, caller=caller, minimum=1)
+        self.num_layers = _v.integer("num_layers", num_layers, caller=caller, minimum=1)
+        self.bias = _v.boolean("bias", bias, caller=caller)
+        self.batch_first = _v.boolean("batch_first", batch_first, caller=caller)
+        self.bidirectional = _v.boolean("bidirectional", bidirectional, caller=caller)
+        d = 2 if self.bidirectional else 1
+        gh = self._gates * self.hidden_size
+        for layer in range(self.num_layers):
+            in_features = self.input_size if layer == 0 else d * self.hidden_size
+            for suffix in ("", "_reverse")[:d]:
+                setattr(self, f"weight_ih_l{layer}{suffix}", nn.Parameter(torch.empty(gh, in_features)))
+                setattr(self, f"weight_hh_l{layer}{suffix}", nn.Parameter(torch.empty(gh, self.hidden_size)))
+                if self.bias:
+                    setattr(self, f"bias_ih_l{layer}{suffix}", nn.Parameter(torch.empty(gh)))
+                    setattr(self, f"bias_hh_l{layer}{suffix}", nn.Parameter(torch.empty(gh)))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's initialization: every parameter uniform in :math:`[-1/\\sqrt{H}, 1/\\sqrt{H}]`."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def _weights(self, layer: int, suffix: str):
+        get = lambda name: getattr(self, f"{name}_l{layer}{suffix}") if self.bias or "weight" in name else None  # noqa: E731
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+
+    def _check_state(self, name: str, s: object, x: torch.Tensor, unbatched: bool, caller: str) -> torch.Tensor:
+        """``s`` as Tensor[D·num_layers, N, H] (zeros if None)."""
+        layers = (2 if self.bidirectional else 1) * self.num_layers
+        n = x.shape[1]
+        if s is None:
+            return x.new_zeros(layers, n, self.hidden_size)
+        _v.tensor(name, s, caller=caller, dtype="floating")
+        expected = (layers, self.hidden_size) if unbatched else (layers, n, self.hidden_size)
+        if tuple(s.shape) != expected:
+            raise ValueError(f"{caller}: {name} must have shape {expected} (D·num_layers, N, H); got {_shape(s)}")
+        if s.dtype != x.dtype or s.device != x.device:
+            raise TypeError(f"{caller}: {name} must have the dtype and device of x ({x.dtype}, {x.device}); "
+                            f"got ({s.dtype}, {s.device})")
+        return s.unsqueeze(1) if unbatched else s
+
+    def forward(self, x: torch.Tensor, hx=None):
+        """Run the stack over a sequence.
+
+        Args:
+            x (Tensor[L, N, I], Tensor[N, L, I] if ``batch_first``, or Tensor[L, I] unbatched): the inputs.
+            hx: initial state, Tensor[D·num_layers, N, H] (``h_0``; for the LSTM a pair ``(h_0, c_0)``);
+                zeros when ``None``. D = 2 if bidirectional else 1; rows are ordered layer by layer,
+                forward before backward, as in torch.
+
+        Returns:
+            ``(output, h_n)`` for the GRU, ``(output, (h_n, c_n))`` for the LSTM, as torch returns them:
+            ``output`` (Tensor[L, N, D·H], batch first if ``batch_first``) holds the last layer's hidden
+            states (forward and backward concatenated); ``h_n``/``c_n`` (Tensor[D·num_layers, N, H]) the
+            final states of every layer and direction (for the backward direction, the state after t = 1).
+
+        Raises:
+            TypeError: ``x`` not a floating tensor of the parameters' dtype/device, or a bad ``hx`` type.
+            ValueError: wrong number of dimensions or features, ``L = 0``, or an ``hx`` of the wrong shape.
+        """
+        caller = f"{type(self).__name__}.forward"
+        _v.tensor("x", x, caller=caller, dtype="floating", ndim=(2, 3))
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"{caller}: x must have {self.input_size} features (input_size) in its last dimension; "
+                             f"got shape {_shape(x)}")
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype or x.device != w.device:
+            raise TypeError(f"{caller}: x must have the dtype and device of the parameters ({w.dtype}, {w.device}); "
+                            f"got ({x.dtype}, {x.device})")
+        unbatched = x.ndim == 2
+        seq = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)  # [L, N, I]
+        if seq.shape[0] == 0:
+            raise ValueError(f"{caller}: x must have at least one time step; got shape {_shape(x)}")
+        if self._lstm:
+            if hx is None:
+                h0 = c0 = None
+            elif not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"{caller}: hx must be a tuple (h_0, c_0) of two tensors or None; "
+                                f"got {type(hx).__name__}")
+            else:
+                h0, c0 = hx
+            h0 = self._check_state("h_0", h0, seq, unbatched, caller)
+            c0 = self._check_state("c_0", c0, seq, unbatched, caller)
+        else:
+            h0 = self._check_state("hx", hx, seq, unbatched, caller)
+        d = 2 if self.bidirectional else 1
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for k, suffix in enumerate(("", "_reverse")[:d]):
+                weights = self._weights(layer, suffix)
+                h = h0[d * layer + k]  # [N, H]
+                c = c0[d * layer + k] if self._lstm else None
+                steps = range(seq.shape[0]) if k == 0 else range(seq.shape[0] - 1, -1, -1)
+                hs = [None] * seq.shape[0]
+                for t in steps:
+                    if self._lstm:
+                        h, c = _lstm_step(seq[t], h, c, *weights)
+                    else:
+                        h = _gru_step(seq[t], h, *weights)
+                    hs[t] = h
+                outs.append(torch.stack(hs))  # [L, N, H], in time order
+                h_n.append(h)
+                c_n.append(c)
+            seq = torch.cat(outs, dim=2) if d == 2 else outs[0]  # [L, N, D·H]: next layer's input
+        output = seq.squeeze(1) if unbatched else (seq.transpose(0, 1) if self.batch_first else seq)
+        h_n = torch.stack(h_n)  # [D·num_layers, N, H]
+        if unbatched:
+            h_n = h_n.squeeze(1)
+        if not self._lstm:
+            return output, h_n
+        c_n = torch.stack(c_n)
+        return output, (h_n, c_n.squeeze(1) if unbatched else c_n)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "
+                f"batch_first={self.batch_first}, bidirectional={self.bidirectional}")
+
+
+class LSTM(_StackedRNN):
+    r"""Multi-layer, optionally bidirectional LSTM with the interface of ``torch.nn.LSTM``
+    (without dropout and projections).
+
+    Each layer and direction applies the :class:`LSTMCell` equations (Hochreiter &
+    Schmidhuber 1997 with the forget gate of Gers et al. 2000); stacking and the backward
+    direction as in Graves et al. 2013. ``forward(x, (h_0, c_0))`` returns
+    ``(output, (h_n, c_n))``.
+
+    Args:
+        input_size: I. hidden_size: H. num_layers: how many layers are stacked (≥ 1).
+        bias: with the two bias vectors per layer and direction.
+        batch_first: ``x`` and ``output`` are [N, L, ·] instead of [L, N, ·] (the states are not affected).
+        bidirectional: add a backward direction to every layer (D = 2).
+    """
+
+    _gates = 4
+    _lstm = True
+
+
+class GRU(_StackedRNN):
+    r"""Multi-layer, optionally bidirectional GRU with the interface of ``torch.nn.GRU`` (without dropout).
+
+    Each layer and direction applies the :class:`GRUCell` equations (Cho et al. 2014, in
+    torch's convention). ``forward(x, h_0)`` returns ``(output, h_n)``.
+
+    Args:
+        input_size: I. hidden_size: H. num_layers: how many layers are stacked (≥ 1).
+        bias: with the two bias vectors per layer and direction.
+        batch_first: ``x`` and ``output`` are [N, L, ·] instead of [L, N, ·].
+        bidirectional: add a backward direction to every layer (D = 2).
+    """
+
+    _gates = 3

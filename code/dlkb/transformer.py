@@ -17,7 +17,9 @@ Papers:
     Sec. 3.2.2 multi-head attention, Sec. 3.5 positional encoding, Sec. 3.1 and 5.4 the
     encoder/decoder layers with residual dropout and post-norm.
     Ba et al. 2016, "Layer Normalization".
-    Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture" (pre-norm).
+    Pre-norm (layer norm at the start of the residual branch) was used in implementations
+    such as tensor2tensor (Vaswani et al. 2018) before Xiong et al. 2020, "On Layer
+    Normalization in the Transformer Architecture", analysed it (they did not introduce it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "causal_mask",
     "sinusoidal_positional_encoding",
+    "noam_lr",
     "MultiHeadAttention",
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
@@ -163,6 +166,38 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(angle)
     pe[:, 1::2] = torch.cos(angle)
     return pe.float()
+
+
+def noam_lr(step: int, *, d_model: int, warmup_steps: int = 4000, factor: float = 1.0) -> float:
+    r"""The learning-rate schedule of Vaswani et al. 2017, Sec. 5.3, Eq. (3).
+
+    .. math::
+        \text{lr}(s) = \text{factor}\cdot d_{model}^{-0.5}\cdot
+        \min\big(s^{-0.5},\ s\cdot \text{warmup\_steps}^{-1.5}\big), \qquad s \ge 1.
+
+    Linear warm-up for ``warmup_steps`` steps, then decay proportional to
+    :math:`1/\sqrt{s}`; the peak, at :math:`s = \text{warmup\_steps}`, is
+    :math:`\text{factor}/\sqrt{d_{model}\cdot\text{warmup\_steps}}` (7.0e-4 for the
+    paper's :math:`d_{model} = 512`, 4000 warm-up steps). The paper used it with Adam
+    (:math:`\beta_1 = 0.9, \beta_2 = 0.98, \epsilon = 10^{-9}`). With
+    ``torch.optim.lr_scheduler.LambdaLR`` (whose counter starts at 0) pass
+    ``lambda e: noam_lr(e + 1, ...)`` and a base learning rate of 1.
+
+    Args:
+        step: s, the 1-based step number.
+        d_model: model width.
+        warmup_steps: length of the warm-up.
+        factor: a constant multiplier (1 in the paper).
+
+    Returns:
+        The learning rate (a float).
+    """
+    caller = "noam_lr"
+    step = _v.integer("step", step, caller=caller, minimum=1)
+    d_model = _v.integer("d_model", d_model, caller=caller, minimum=1)
+    warmup_steps = _v.integer("warmup_steps", warmup_steps, caller=caller, minimum=1)
+    factor = _v.real("factor", factor, caller=caller, low=0.0, low_open=True)
+    return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
 
 
 class MultiHeadAttention(nn.Module):
@@ -541,11 +576,82 @@ class Seq2SeqTransformer(nn.Module):
         """Teacher forcing: logits Tensor[N, L, V] for every position of the decoder input ``tgt`` (N, L)."""
         return self.decode(tgt, self.encode(src), src)
 
-    def greedy_decode(self, src: torch.Tensor, max_len: int, bos_idx: int, eos_idx: int | None = None) -> torch.Tensor:
+    def decode_step(
+        self,
+        tokens: torch.Tensor,
+        memory: torch.Tensor,
+        src: torch.Tensor,
+        cache: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One decoder step with a key/value cache: logits of the last position only.
+
+        ``decode`` re-reads the whole prefix at every step: at step t it projects all t
+        tokens to keys and values again in every layer, O(t) work per step and O(L²) for a
+        sequence. Causal masking means the keys and values of earlier positions never change,
+        so they can be kept: this step embeds only the newest token, appends its key and
+        value to each layer's cache and attends from it to the cached ones, O(1) projections
+        per step. The logits equal ``decode(tokens, memory, src)[:, -1]``.
+
+        Args:
+            tokens (Tensor[N, t] of long): the prefix so far (BOS first); only its last token
+                is embedded, the others are needed for the target padding mask.
+            memory (Tensor[N, S, E]): encoder output.
+            src (Tensor[N, S] of long): source tokens (for the source padding mask).
+            cache: ``None`` at the first step, then the list returned by the previous step:
+                per decoder layer, the self-attention keys and values Tensor[N, H, t − 1, D].
+
+        Returns:
+            ``(logits Tensor[N, V], cache)`` with the cache extended by one position.
+        """
+        caller = "Seq2SeqTransformer.decode_step"
+        self._check_tokens("tokens", tokens, self.tgt_embed.num_embeddings, caller)
+        t = tokens.shape[1]
+        if cache is None:
+            cache = [None] * len(self.decoder_layers)
+        elif not isinstance(cache, list) or len(cache) != len(self.decoder_layers):
+            raise ValueError(f"{caller}: cache must be None or the list returned by the previous step "
+                             f"({len(self.decoder_layers)} layers)")
+        elif cache[0][0].shape[2] != t - 1:
+            raise ValueError(f"{caller}: the cache holds {cache[0][0].shape[2]} positions, "
+                             f"but tokens has {t} (expected {cache[0][0].shape[2] + 1})")
+        last = tokens[:, -1:]  # [N, 1]
+        x = self.dropout(self.tgt_embed(last) * math.sqrt(self.d_model) + self.pe[t - 1])  # [N, 1, E]
+        key_mask = None if self.pad_idx is None else (tokens != self.pad_idx)[:, None, None, :]  # [N, 1, 1, t]
+        memory_mask = self.src_mask(src)
+        new_cache = []
+        for layer, layer_cache in zip(self.decoder_layers, cache):
+            attn = layer.self_attn
+            n, h, d = x.shape[0], attn.num_heads, attn.head_dim
+
+            def self_attention(y: torch.Tensor) -> torch.Tensor:  # y [N, 1, E]: the newest position only
+                q = attn.w_q(y).reshape(n, 1, h, d).transpose(1, 2)  # [N, H, 1, D]
+                k = attn.w_k(y).reshape(n, 1, h, d).transpose(1, 2)
+                v = attn.w_v(y).reshape(n, 1, h, d).transpose(1, 2)
+                if layer_cache is not None:
+                    k = torch.cat([layer_cache[0], k], dim=2)  # [N, H, t, D]
+                    v = torch.cat([layer_cache[1], v], dim=2)
+                new_cache.append((k, v))
+                out, _ = scaled_dot_product_attention(q, k, v, key_mask)  # causal for free: keys are ≤ t
+                return layer.dropout(attn.w_o(out.transpose(1, 2).reshape(n, 1, h * d)))
+
+            if layer.norm_first:
+                x = x + self_attention(layer.norm1(x))
+                x = x + layer._ca(layer.norm2(x), memory, memory_mask)
+                x = x + layer._ff(layer.norm3(x))
+            else:
+                x = layer.norm1(x + self_attention(x))
+                x = layer.norm2(x + layer._ca(x, memory, memory_mask))
+                x = layer.norm3(x + layer._ff(x))
+        return self.generator(self.decoder_norm(x))[:, 0], new_cache
+
+    def greedy_decode(
+        self, src: torch.Tensor, max_len: int, bos_idx: int, eos_idx: int | None = None, *, use_cache: bool = False
+    ) -> torch.Tensor:
         """Greedy decoding: start from BOS and append the arg-max token, ``max_len`` times.
 
-        The encoder runs once; the decoder re-reads the whole prefix at every step
-        (no key/value cache, which is fine for short toy sequences). After a sequence
+        The encoder runs once. Without ``use_cache`` the decoder re-reads the whole prefix at
+        every step; with it, :meth:`decode_step` keeps every layer's keys and values and
+        processes only the newest token (the same tokens, less work). After a sequence
         emits ``eos_idx``, its later tokens are ``pad_idx`` (or ``eos_idx`` without one),
         and decoding stops early once every sequence has finished.
 
@@ -554,6 +660,7 @@ class Seq2SeqTransformer(nn.Module):
             max_len: number of tokens to generate (BOS excluded).
             bos_idx: begin-of-sequence token of the target vocabulary.
             eos_idx: end-of-sequence token, or None.
+            use_cache: use the key/value cache.
 
         Returns:
             Tensor[N, max_len] of long: the generated tokens, without BOS.
@@ -569,6 +676,7 @@ class Seq2SeqTransformer(nn.Module):
             _v.integer(name, idx, caller=caller)
             if not 0 <= idx < vocab:
                 raise ValueError(f"{caller}: {name} must be in [0, {vocab}); got {idx}")
+        _v.boolean("use_cache", use_cache, caller=caller)
         filler = self.pad_idx if self.pad_idx is not None else eos_idx
         # `with`, not the @torch.no_grad() decorator, so that inspect finds this file for show_source;
         # eval_mode restores the previous mode even if decoding raises.
@@ -576,8 +684,13 @@ class Seq2SeqTransformer(nn.Module):
             memory = self.encode(src)  # [N, S, E]
             out = torch.full((src.shape[0], 1), bos_idx, dtype=torch.long, device=src.device)  # [N, 1]
             done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+            cache = None
             for _ in range(max_len):
-                next_token = self.decode(out, memory, src)[:, -1].argmax(dim=-1)  # [N]
+                if use_cache:
+                    logits, cache = self.decode_step(out, memory, src, cache)  # [N, V]
+                else:
+                    logits = self.decode(out, memory, src)[:, -1]  # the whole prefix again
+                next_token = logits.argmax(dim=-1)  # [N]
                 if eos_idx is not None:
                     next_token = next_token.masked_fill(done, filler)
                     done = done | (next_token == eos_idx)
