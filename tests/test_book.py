@@ -281,3 +281,12 @@ def test_bibliography_parses_without_duplicates():
     db = pybtex.database.parse_string(text, "bibtex")
     keys = re.findall(r"^@\w+\{([^,]+),", text, re.M)
     assert len(keys) == len(set(keys)) == len(db.entries)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_prose_never_mentions_the_source_notes(path):
+    """Readers do not have the author's notes; a correction says "a common claim / 常见说法" instead."""
+    pattern = re.compile(r"source notes|the notes say|源笔记|原始资料|原始笔记|原笔记", re.I)
+    for i, cell in enumerate(cells(path)):
+        if cell["cell_type"] == "markdown":
+            assert not pattern.search(text(cell)), f"cell {i} mentions the source notes"
