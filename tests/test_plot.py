@@ -101,3 +101,58 @@ def test_show_photo_displays_a_jpeg_and_closes_the_figure(monkeypatch):
     with pytest.raises(TypeError, match=r"show_photo: fig must be Figure; got str"):
         show_photo("fig")
     plt.close("all")
+
+
+def _ring_player(**kwargs):
+    import re  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(2, 2), dpi=50)
+    (line,) = ax.plot([], [])
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+
+    def update(value):
+        line.set_data([0, value], [0, value])
+
+    html = dlkb.plot.interactive(fig, update, [0.2, 0.5, 0.9], **kwargs).data
+    return html, re, fig
+
+
+def test_interactive_embeds_one_distinct_png_per_frame_and_no_remote_request():
+    html, re, fig = _ring_player()
+    frames = re.findall(r'frames\[(\d)\] = "data:image/png;base64,([^"]+)"', html)
+    assert [index for index, _ in frames] == ["0", "1", "2"]
+    assert len({data for _, data in frames}) == 3  # each frame draws its own value
+    assert "http://" not in html and "https://" not in html and "src=\"//" not in html
+    assert 'type="range"' in html  # the slider
+    assert not plt.fignum_exists(fig.number)  # closed: not shown again as a static image
+
+
+def test_interactive_is_reproducible_up_to_the_sanitized_element_ids():
+    import configparser  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).with_name("nbval_sanitize.cfg"))
+    section = config["matplotlib-jshtml-ids"]
+    first, re, _ = _ring_player()
+    second, _, _ = _ring_player()
+    assert first != second  # matplotlib draws a fresh uuid4 each time
+    clean = [re.sub(section["regex"], section["replace"], html) for html in (first, second)]
+    assert clean[0] == clean[1]
+    assert re.search(r"[0-9a-f]{32}", clean[0]) is None  # every id was replaced
+
+
+def test_interactive_rejects_bad_input_and_an_oversized_player():
+    fig, _ = plt.subplots()
+    with pytest.raises(TypeError, match=r"interactive: fig must be"):
+        dlkb.plot.interactive("figure", print, [1, 2])
+    with pytest.raises(TypeError, match=r"interactive: update must be callable; got int"):
+        dlkb.plot.interactive(fig, 3, [1, 2])
+    with pytest.raises(TypeError, match=r"interactive: frames must be"):
+        dlkb.plot.interactive(fig, print, iter([1, 2]))
+    with pytest.raises(ValueError, match=r"interactive: frames must hold at least 2 values; got 1"):
+        dlkb.plot.interactive(fig, print, [1])
+    with pytest.raises(ValueError, match=r"interactive: the player is \d+ KiB, over max_kib=1;"):
+        dlkb.plot.interactive(fig, lambda value: None, [1, 2], max_kib=1)
+    plt.close("all")

@@ -9,6 +9,7 @@ the same on a laptop, in CI and in Colab.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ from matplotlib import font_manager
 
 from dlkb import _validate as _v
 
-__all__ = ["use_book_style", "cjk_font_path", "bilingual", "show_photo", "BOOK_COLORS"]
+__all__ = ["use_book_style", "cjk_font_path", "bilingual", "show_photo", "interactive", "BOOK_COLORS"]
 
 # A colour cycle that stays distinguishable in grey-scale print and for the common
 # forms of colour blindness (Okabe & Ito, "Color Universal Design", 2008).
@@ -144,3 +145,82 @@ def show_photo(fig=None, *, quality: int = 85) -> None:
     except ImportError:  # pragma: no cover - plain Python
         return
     display(Image(data=buffer.getvalue(), format="jpeg"))
+
+
+# Button icons of matplotlib's player, as plain characters (see interactive()).
+_PLAYER_SYMBOLS = {
+    "fa-minus": "\u2212",
+    "fa-fast-backward": "\u21e4",
+    "fa-step-backward": "\u2039",
+    "fa-pause": "\u2016",
+    "fa-play": "\u25b6",
+    "fa-step-forward": "\u203a",
+    "fa-fast-forward": "\u21e5",
+    "fa-plus": "+",
+}
+
+
+def interactive(fig, update, frames, *, interval_ms: int = 400, max_kib: int = 500):
+    """A figure with a slider and play controls that works without a kernel.
+
+    ``update(value)`` redraws ``fig`` for one value of the parameter; each value in
+    ``frames`` becomes one embedded PNG frame of matplotlib's
+    :meth:`~matplotlib.animation.Animation.to_jshtml` player. The result is plain
+    HTML and JavaScript with no request to another host, so the slider works on
+    the static website (also offline), in Jupyter and in Colab. The figure is
+    closed, so it is not shown a second time as a static image.
+
+    Args:
+        fig: the figure to animate.
+        update: called with each frame value, in order; it changes the artists of ``fig``.
+        frames: the parameter values, at least 2 (a list, tuple or range).
+        interval_ms: delay between frames when playing, in milliseconds.
+        max_kib: size budget of the HTML in KiB; a larger result raises, so a
+            page stays light on a slow connection.
+
+    Returns:
+        An :class:`IPython.display.HTML` object; make it the last expression of a cell.
+
+    Raises:
+        TypeError: ``fig`` is not a figure, ``update`` is not callable, or
+            ``frames`` is not a list, tuple or range.
+        ValueError: fewer than 2 frames, or the HTML exceeds ``max_kib``.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.animation import FuncAnimation  # noqa: PLC0415
+
+    caller = "interactive"
+    _v.instance("fig", fig, caller=caller, types=matplotlib.figure.Figure)
+    if not callable(update):
+        raise TypeError(f"{caller}: update must be callable; got {type(update).__name__}")
+    _v.instance("frames", frames, caller=caller, types=(list, tuple, range))
+    if len(frames) < 2:
+        raise ValueError(f"{caller}: frames must hold at least 2 values; got {len(frames)}")
+    interval_ms = _v.integer("interval_ms", interval_ms, caller=caller, minimum=1)
+    max_kib = _v.integer("max_kib", max_kib, caller=caller, minimum=1)
+    animation = FuncAnimation(fig, update, frames=list(frames), interval=interval_ms, repeat=False)
+    html = animation.to_jshtml(default_mode="once")
+    plt.close(fig)
+    # matplotlib links Font Awesome from a CDN for its button icons; a reader behind a
+    # firewall, or offline, would get empty buttons. Plain characters need no font file.
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*"\s*/?>', "", html)
+    html = re.sub(
+        r'<i class="fa (fa-[a-z-]+)(?: fa-flip-horizontal)?"></i>',
+        lambda match: f'<span aria-hidden="true">{_PLAYER_SYMBOLS[match.group(1)]}</span>'
+        if "flip" not in match.group(0)
+        else '<span aria-hidden="true">\u25c0</span>',
+        html,
+    )
+    if "://" in html:
+        raise RuntimeError(f"{caller}: the player still references another host; matplotlib's template changed")
+    size_kib = len(html.encode()) / 1024
+    if size_kib > max_kib:
+        raise ValueError(
+            f"{caller}: the player is {size_kib:.0f} KiB, over max_kib={max_kib}; "
+            "use fewer frames, a smaller figure or a lower dpi"
+        )
+    try:
+        from IPython.display import HTML  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - plain Python
+        return html
+    return HTML(html)
