@@ -290,3 +290,117 @@ def test_prose_never_mentions_the_source_notes(path):
     for i, cell in enumerate(cells(path)):
         if cell["cell_type"] == "markdown":
             assert not pattern.search(text(cell)), f"cell {i} mentions the source notes"
+
+
+# --- Knowledge base: cross-references, interactive figures ------------------------------------
+
+# A markdown link from one chapter to another, optionally to a section: [text](other.ipynb#slug).
+CHAPTER_LINK = re.compile(r"\]\(([A-Za-z0-9_-]+)\.ipynb(?:#([^)\s]+))?\)")
+
+
+def markdown_links(path: Path) -> list[tuple[str, str | None]]:
+    return [
+        (m.group(1), m.group(2))
+        for cell in cells(path)
+        if cell["cell_type"] == "markdown"
+        for m in CHAPTER_LINK.finditer(text(cell))
+    ]
+
+
+def heading_slugs(path: Path) -> set[str]:
+    from myst_parser.mdit_to_docutils.base import default_slugify  # noqa: PLC0415 - the slugs Sphinx uses
+
+    slugs = set()
+    for cell in cells(path):
+        if cell["cell_type"] == "markdown":
+            for line in text(cell).splitlines():
+                match = re.match(r"(#{1,3}) (.+)", line)  # myst_heading_anchors: 3 in _config.yml
+                if match:
+                    slugs.add(default_slugify(match.group(2).strip()))
+    return slugs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_links_to_other_chapters_resolve_to_a_chapter_and_a_heading(path):
+    for target, anchor in markdown_links(path):
+        other = path.parent / f"{target}.ipynb"
+        assert other.is_file(), f"{path.name} links to {target}.ipynb, which does not exist"
+        if anchor is not None:
+            assert anchor in heading_slugs(other), (
+                f"{path.name} links to {target}.ipynb#{anchor}; no heading of level 1-3 there has that slug"
+            )
+
+
+# Where one chapter builds on another, each links to the other (both directions).
+CROSS_REFERENCES = [
+    ("losses", "optimization"),  # focal loss <-> class imbalance
+    ("losses", "detection"),  # focal loss, smooth L1, IoU losses <-> detectors
+    ("optimization", "detection"),  # class imbalance <-> foreground/background imbalance
+    ("pooling", "detection"),  # RoI pooling / RoI Align <-> two-stage detectors
+    ("cnn", "transformer"),  # normalisation layers <-> LayerNorm in the Transformer
+    ("augmentation", "fewlabels-semi-supervised"),  # augmentation <-> weak/strong augmentation
+    ("rnn", "transformer"),  # recurrence and its limits <-> attention
+]
+
+
+@pytest.mark.parametrize(("one", "other"), CROSS_REFERENCES, ids=[f"{a}<->{b}" for a, b in CROSS_REFERENCES])
+def test_chapters_that_build_on_each_other_link_both_ways(one, other):
+    for source, target in ((one, other), (other, one)):
+        targets = {t for t, _ in markdown_links(ROOT / "chapters" / f"{source}.ipynb")}
+        assert target in targets, f"chapters/{source}.ipynb never links to {target}.ipynb"
+
+
+# Chapters without a parameter worth a slider: the setup guide and the timing appendix.
+NOT_INTERACTIVE = {"how-to-use.ipynb", "performance.ipynb"}
+ANIMATION = 'class="animation"'
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_each_chapter_has_an_interactive_figure_within_budget(path):
+    players = [
+        "".join(html) if isinstance(html, list) else html
+        for cell in cells(path)
+        if cell["cell_type"] == "code"
+        for output in cell.get("outputs", [])
+        for html in [output.get("data", {}).get("text/html", "")]
+        if ANIMATION in ("".join(html) if isinstance(html, list) else html)
+    ]
+    if path.name in NOT_INTERACTIVE:
+        return
+    assert players, f"{path.name} has no interactive figure (dlkb.plot.interactive)"
+    for html in players:
+        assert len(html.encode()) <= 500 * 1024, f"{path.name}: an interactive figure is over 500 KiB"
+        assert "://" not in html, f"{path.name}: an interactive figure references another host"
+
+
+# Every interview question of the user's notes (../shared/seeds/, not shipped with the book) has a
+# question of its own in some chapter, answered there in the book's words. Each row: the topic as
+# the notes ask it, the chapter, and a pattern the Chinese and the English question must match.
+NOTES_QUESTIONS = [
+    ("why odd kernel sizes", "cnn", r"奇数", r"odd"),
+    ("why BN works", "cnn", r"BN.*(为什么|为何).*有效|批量归一化.*为什么.*有效", r"why does batch ?norm\w* work|why does BN work"),
+    ("BN before or after the activation", "cnn", r"激活.*(之前|前面|前).*(之后|后面|后)|(之前|前).*还是.*(之后|后)", r"before or after the activation"),
+    ("why tanh converges faster than sigmoid", "cnn", r"tanh.*sigmoid.*(收敛|快)", r"tanh.*(faster|converge).*sigmoid|tanh.*sigmoid.*(faster|converge)"),
+    ("why RNNs suffer more than CNNs from vanishing/exploding gradients", "rnn", r"RNN.*CNN.*梯度", r"RNN.*CNN.*gradient|RNNs?.*(vanish|explod).*CNN"),
+    ("how LSTM mitigates the gradient problem", "rnn", r"LSTM.*缓解梯度消失", r"LSTM.*vanishing"),
+    ("why both sigmoid and tanh inside an LSTM", "rnn", r"sigmoid.*tanh", r"sigmoid.*tanh"),
+    ("why divide by sqrt(d_k)", "transformer", r"\\sqrt\{d_k\}", r"\\sqrt\{d_k\}"),
+    ("why LayerNorm rather than BatchNorm in the Transformer", "transformer", r"层归一化.*批量归一化", r"layer norm\w*.*batch norm\w*"),
+    ("receptive field and output size of a convolution", "cnn", r"感受野", r"receptive field"),
+    ("focal loss: what gamma and alpha do", "losses", r"焦点损失.*\\gamma", r"\\gamma.*focal loss|focal loss.*\\gamma"),
+    ("Dice and IoU losses", "losses", r"Dice", r"Dice"),
+    ("PCA", "fewlabels-transfer", r"PCA", r"PCA"),
+    ("mode collapse", "generative-gan", r"模式崩溃", r"mode collapse"),
+]
+
+
+@pytest.mark.parametrize(
+    ("topic", "chapter", "zh", "en"), NOTES_QUESTIONS, ids=[row[0] for row in NOTES_QUESTIONS]
+)
+def test_every_interview_question_of_the_notes_is_asked_in_a_chapter(topic, chapter, zh, en):
+    _, questions = bookext.interview_questions(ROOT / "chapters" / f"{chapter}.ipynb")
+    # Only the question itself (the first line), not its answer, must ask it.
+    asked = [(q_zh.splitlines()[0], q_en.splitlines()[0]) for q_zh, q_en in questions]
+    assert any(
+        re.search(zh, q_zh, re.I) and re.search(en, q_en, re.I) for q_zh, q_en in asked
+    ), f"no interview question of chapters/{chapter}.ipynb asks: {topic}"
