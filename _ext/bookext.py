@@ -10,7 +10,11 @@
    dictionary, so whole phrases such as 损失函数 are indexed as words.
 3. Offline math: the build fails early if ``mathjax_path`` is a local file that is
    missing (run ``make book``, which copies MathJax from the npm registry package).
-4. Offline Chinese text: after the HTML build, the CJK font that figures use
+4. Linked terms: every chapter links the first use of each glossary term, once in its
+   Chinese text and once in its English text, to the term's row of ``glossary.md``, and
+   each glossary row lists the chapters that use the term. This happens at build time,
+   so the notebooks hold no ``{term}`` roles (Jupyter and Colab would show them raw).
+5. Offline Chinese text: after the HTML build, the CJK font that figures use
    (Noto Sans SC, SIL Open Font License) is cut down to the characters the book
    uses and written as ``_static/fonts/book-cjk.woff2``; ``book.css`` serves it for CJK
    code points only, after trying the usual installed CJK fonts by name, so a browser
@@ -25,6 +29,7 @@ import logging
 import re
 from pathlib import Path
 
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util import logging as sphinx_logging
@@ -268,7 +273,274 @@ def write_web_font(app: Sphinx, exception: Exception | None) -> None:
     subset.save_font(font, str(target), options)
 
 
+# ---------------------------------------------------------------- linked glossary terms
+
+GLOSSARY_DOC = "glossary"
+TERM_CLASS = "dlkb-term"
+# English words that are glossary terms in one sense but common words in another ("recall
+# that ...", a Jupyter kernel, a dictionary's key and value, float precision): their English
+# form is not linked. Their Chinese forms are specific and are linked.
+AMBIGUOUS_EN = frozenset(
+    "key value query bin jump offset gain scaling translation thread cache padding mask kernel "
+    "collapse predictor critic cell negative recall precision generator".split()
+)
+# Likewise two-character Chinese forms with an everyday second sense: 裁剪 is both "crop" and
+# "clip" (权重裁剪), 缩放 any rescaling, 展开 any expansion, 开关 and 格子 plain words.
+AMBIGUOUS_ZH = frozenset("裁剪 缩放 展开 开关 格子".split())
+# Where a term is not linked: titles, code, math, existing links and raw HTML.
+_NO_LINK = (nodes.title, nodes.literal, nodes.literal_block, nodes.math, nodes.math_block, nodes.reference, nodes.raw, nodes.FixedTextElement)
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[`*]", "", text).strip()
+
+
+def term_id(english: str) -> str:
+    """Anchor of a glossary row, from its English cell: ``"binary cross-entropy (BCE)"`` -> ``"term-binary-cross-entropy"``."""
+    main = re.sub(r"\([^)]*\)", " ", _plain(english))
+    slug = re.sub(r"[^a-z0-9]+", "-", main.lower()).strip("-")
+    return f"term-{slug}"
+
+
+def _english_forms(english: str) -> list[str]:
+    english = _plain(english).replace("\u2013", "-")
+    tail = re.search(r"\(([^()]*)\)\s*$", english)
+    forms = []
+    main = re.sub(r"\s+", " ", re.sub(r"\([^)]*\)", " ", english)).strip()
+    parts = [p.strip() for p in main.split("/")]
+    if len(parts) > 1:  # "weak / strong augmentation": each single word takes the last part's tail
+        last = parts[-1].split(" ")
+        for part in parts[:-1]:
+            forms.append(f"{part} {' '.join(last[1:])}" if " " not in part and len(last) > 1 else part)
+        forms.append(parts[-1])
+    else:
+        forms.append(main)
+    if tail:  # a trailing "(BCE)" or "(MAE, L1 loss)": abbreviations and alternative names with a capital
+        forms += [t.strip() for t in tail.group(1).split(",") if re.search(r"[A-Z]", t)]
+    return [f for f in forms if " " in f or f.lower() not in AMBIGUOUS_EN and len(f) > 1]
+
+
+def glossary_entries(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``(anchor, Chinese forms, English forms)`` for every row of the glossary's tables."""
+    entries, seen = [], set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.lstrip().startswith("|") or len(cells) < 2 or set(cells[0]) <= set("-: ") or cells[0] == "中文":
+            continue
+        anchor = term_id(cells[1])
+        if anchor in seen:  # two rows for one English term (e.g. AP): the first is the target
+            continue
+        seen.add(anchor)
+        zh = [re.sub(r"[（(].*$", "", f).strip() for f in re.split(r"[/、]", _plain(cells[0]))]
+        entries.append((anchor, [f for f in zh if len(f) >= 2 and f not in AMBIGUOUS_ZH], _english_forms(cells[1])))
+    return entries
+
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _norm_word(word: str, exact: bool) -> str:
+    """One spelling per word: lower case, -ise/-isation as -ize/-ization, no plural s."""
+    if exact:
+        return word
+    word = re.sub(r"is(e|ed|es|ing|ation|ations)$", r"iz\1", word.lower())
+    if word.endswith("sses"):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+class TermMatcher:
+    """Finds glossary terms in text, the longest form first.
+
+    Chinese forms match as substrings; English forms match whole words, case-insensitively
+    (abbreviations with two capitals or a digit exactly), in the singular or plural, with
+    British or American -ise/-ize spelling and a space or hyphen between words.
+    """
+
+    def __init__(self, entries: list[tuple[str, list[str], list[str]]]):
+        self.chinese: dict[str, str] = {}
+        self.english: dict[tuple[str, ...], str] = {}
+        ordered = [(a, f) for a, zh, en in entries for f in zh + en[:1]] + [(a, f) for a, _, en in entries for f in en[1:]]
+        for anchor, form in ordered:  # main names win over abbreviations of other rows
+            if CJK.search(form):
+                self.chinese.setdefault(form, anchor)
+            else:
+                exact = sum(c.isupper() for c in form) >= 2 or any(c.isdigit() for c in form)
+                words = _WORD.findall(form)
+                if words:
+                    self.english.setdefault(tuple(_norm_word(w, exact) for w in words) + (exact,), anchor)
+        self.lengths = sorted({len(f) for f in self.chinese}, reverse=True)
+        self.max_words = max((len(k) - 1 for k in self.english), default=0)
+
+    def _chinese_spans(self, text: str):
+        for start in range(len(text)):
+            for length in self.lengths:
+                anchor = self.chinese.get(text[start : start + length])
+                if anchor is not None:
+                    yield start, start + length, anchor
+                    break
+
+    def _english_spans(self, text: str):
+        words = list(_WORD.finditer(text))
+        for i, first in enumerate(words):
+            if first.start() > 0 and text[first.start() - 1] in "-_":
+                continue
+            for count in range(min(self.max_words, len(words) - i), 0, -1):
+                run = words[i : i + count]
+                if any(text[a.end() : b.start()] not in (" ", "-", "\u2013") for a, b in zip(run, run[1:])):
+                    continue
+                end = run[-1].end()
+                if end < len(text) and text[end] in "-_":
+                    continue
+                raw = [w.group() for w in run]
+                anchor = self.english.get(tuple(raw) + (True,)) or self.english.get(tuple(_norm_word(w, False) for w in raw) + (False,))
+                if anchor is not None:
+                    yield first.start(), end, anchor
+                    break
+
+    def finditer(self, text: str):
+        """``(start, end, anchor)`` of every term in ``text``, left to right, never overlapping."""
+        spans = sorted([*self._chinese_spans(text), *self._english_spans(text)], key=lambda s: (s[0], s[0] - s[1]))
+        position = 0
+        for start, end, anchor in spans:
+            if start >= position:
+                yield start, end, anchor
+                position = end
+
+
+def _matcher(app: Sphinx) -> TermMatcher:
+    if getattr(app, "_dlkb_term_matcher", None) is None:
+        path = Path(app.srcdir) / f"{GLOSSARY_DOC}.md"
+        app._dlkb_term_matcher = TermMatcher(glossary_entries(path) if path.is_file() else [])
+    return app._dlkb_term_matcher
+
+
+def _linkable_texts(doctree):
+    """``(language, Text node)`` in document order; language from the wrapping lang-zh/lang-en divs."""
+    language = None
+    for node in doctree.findall():
+        if isinstance(node, nodes.raw):
+            html = node.astext()
+            if 'class="lang-zh"' in html:
+                language = "zh"
+            elif 'class="lang-en"' in html:
+                language = "en"
+            elif "</div>" in html:
+                language = None
+            continue
+        if not isinstance(node, nodes.Text) or language is None:
+            continue
+        parent, skip = node.parent, False
+        while parent is not None:
+            if isinstance(parent, _NO_LINK) or "cell" in parent.get("classes", []):
+                skip = True
+                break
+            parent = parent.parent
+        if not skip:
+            yield language, node
+
+
+def _is_chapter(docname: str) -> bool:
+    return docname.startswith("chapters/")
+
+
+def on_doctree_read(app: Sphinx, doctree) -> None:
+    """Record which glossary terms a chapter uses (for the glossary's "used in" lists)."""
+    docname = app.env.docname
+    if not _is_chapter(docname):
+        return
+    matcher = _matcher(app)
+    used = {anchor for _, node in _linkable_texts(doctree) for _, _, anchor in matcher.finditer(str(node))}
+    if not hasattr(app.env, "dlkb_term_usage"):
+        app.env.dlkb_term_usage = {}
+    app.env.dlkb_term_usage[docname] = used
+
+
+def on_env_purge_doc(app: Sphinx, env, docname: str) -> None:
+    getattr(env, "dlkb_term_usage", {}).pop(docname, None)
+
+
+def on_env_merge_info(app: Sphinx, env, docnames, other) -> None:
+    if not hasattr(env, "dlkb_term_usage"):
+        env.dlkb_term_usage = {}
+    env.dlkb_term_usage.update(getattr(other, "dlkb_term_usage", {}))
+
+
+def on_env_get_outdated(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """A changed glossary changes the links of every chapter: re-read them all."""
+    if GLOSSARY_DOC in added | changed:
+        return sorted(doc for doc in env.found_docs if _is_chapter(doc))
+    return []
+
+
+def on_env_get_updated(app: Sphinx, env) -> list[str]:
+    """The glossary's "used in" lists depend on every chapter: always rebuild it."""
+    return [GLOSSARY_DOC] if GLOSSARY_DOC in env.found_docs else []
+
+
+def link_first_uses(app: Sphinx, doctree, docname: str) -> None:
+    """Link the first use of each term in the Chinese text and in the English text."""
+    matcher = _matcher(app)
+    glossary_uri = app.builder.get_relative_uri(docname, GLOSSARY_DOC)
+    linked: set[tuple[str, str]] = set()
+    for language, node in list(_linkable_texts(doctree)):
+        text = str(node)
+        pieces, position = [], 0
+        for start, end, anchor in matcher.finditer(text):
+            if (language, anchor) in linked:
+                continue
+            linked.add((language, anchor))
+            pieces.append(nodes.Text(text[position:start]))
+            pieces.append(
+                nodes.reference(text[start:end], text[start:end], refuri=f"{glossary_uri}#{anchor}", classes=[TERM_CLASS], internal=True)
+            )
+            position = end
+        if pieces:
+            pieces.append(nodes.Text(text[position:]))
+            node.parent.replace(node, [p for p in pieces if not (isinstance(p, nodes.Text) and not str(p))])
+
+
+def list_uses_in_glossary(app: Sphinx, doctree, docname: str) -> None:
+    """Give every glossary row its anchor and a list of the chapters that use the term."""
+    usage = getattr(app.env, "dlkb_term_usage", {})
+    order = {doc: i for i, doc in enumerate(toc_chapters(Path(app.srcdir)))}
+    for row in doctree.findall(nodes.row):
+        entries = [c for c in row.children if isinstance(c, nodes.entry)]
+        if len(entries) < 3 or isinstance(row.parent, nodes.thead):
+            continue
+        anchor = term_id(entries[1].astext())
+        row["ids"].append(anchor)
+        chapters = sorted((doc for doc, used in usage.items() if anchor in used), key=lambda d: order.get(d, len(order)))
+        if not chapters:
+            continue
+        paragraph = nodes.paragraph(classes=["dlkb-used-in"])
+        paragraph += nodes.Text("→ ")
+        for i, doc in enumerate(chapters):
+            if i:
+                paragraph += nodes.Text(" · ")
+            uri = app.builder.get_relative_uri(docname, doc)
+            paragraph += nodes.reference(doc.split("/")[-1], doc.split("/")[-1], refuri=uri, internal=True)
+        entries[2] += paragraph
+
+
+def on_doctree_resolved(app: Sphinx, doctree, docname: str) -> None:
+    if app.builder.format != "html":
+        return
+    if _is_chapter(docname):
+        link_first_uses(app, doctree, docname)
+    elif docname == GLOSSARY_DOC:
+        list_uses_in_glossary(app, doctree, docname)
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("doctree-read", on_doctree_read)
+    app.connect("env-purge-doc", on_env_purge_doc)
+    app.connect("env-merge-info", on_env_merge_info)
+    app.connect("env-get-outdated", on_env_get_outdated)
+    app.connect("env-get-updated", on_env_get_updated)
+    app.connect("doctree-resolved", on_doctree_resolved)
     app.connect("build-finished", write_web_font)
     app.connect("config-inited", on_config_inited)
     app.connect("html-page-context", on_html_page_context)

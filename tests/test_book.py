@@ -404,3 +404,34 @@ def test_every_interview_question_of_the_notes_is_asked_in_a_chapter(topic, chap
     assert any(
         re.search(zh, q_zh, re.I) and re.search(en, q_en, re.I) for q_zh, q_en in asked
     ), f"no interview question of chapters/{chapter}.ipynb asks: {topic}"
+
+
+def test_term_matcher_finds_glossary_terms_as_readers_write_them():
+    matcher = bookext.TermMatcher(bookext.glossary_entries(ROOT / "glossary.md"))
+    text = (
+        "二元交叉熵不同于交叉熵。Binary cross-entropy losses, cross entropy, MAE and BCE; batch normalisation "
+        "layers; recall that a key value; weak augmentation; batch-normalized; KL散度; 权重裁剪 and 裁剪."
+    )
+    found = [(text[a:b], anchor) for a, b, anchor in matcher.finditer(text)]
+    assert found == [
+        ("二元交叉熵", "term-binary-cross-entropy"),  # the longest form wins
+        ("交叉熵", "term-cross-entropy"),
+        ("Binary cross-entropy", "term-binary-cross-entropy"),  # any case, plural "losses" not part of it
+        ("cross entropy", "term-cross-entropy"),  # a space for the hyphen
+        ("MAE", "term-mean-absolute-error"),  # abbreviations in the glossary's parentheses
+        ("BCE", "term-binary-cross-entropy"),
+        ("batch normalisation", "term-batch-normalization"),  # British spelling
+        ("weak augmentation", "term-weak-strong-augmentation"),  # "weak / strong augmentation"
+        ("KL散度", "term-kullback-leibler-divergence"),
+        ("权重裁剪", "term-weight-clipping"),  # 裁剪 alone (crop or clip?) is not a link
+    ], found
+    # "recall", "key", "value" are ordinary English words too; "batch-normalized" is one word.
+
+
+def test_every_glossary_row_has_a_unique_anchor_and_a_form_to_find():
+    entries = bookext.glossary_entries(ROOT / "glossary.md")
+    anchors = [anchor for anchor, _, _ in entries]
+    assert len(anchors) == len(set(anchors)) > 300
+    unfindable = [anchor for anchor, zh, en in entries if not zh and not en]
+    # Only rows whose every form is an ambiguous everyday word.
+    assert set(unfindable) <= {"term-key", "term-value", "term-query", "term-bin", "term-cell", "term-crop", "term-scaling"}, unfindable

@@ -394,3 +394,75 @@ def test_chapter_page_weight_is_within_budget(site, name):
             continue
         total += (page.parent / src).resolve().stat().st_size
     assert total <= PAGE_BUDGET_BYTES, f"{name}: {total / 1e6:.2f} MB of HTML and images (budget 1.5 MB)"
+
+
+# ---------------------------------------------------------------- linked glossary terms
+
+NOT_TERM_TEXT = {"code", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "script", "style", "summary"}
+
+
+def _language_text(block) -> tuple[str, list[str | None]]:
+    """The block's prose (no code, math, headings or ordinary links) and, per character, the
+    glossary anchor of the term link it sits in. Text nodes are kept apart by a NUL."""
+    text, anchors = [], []
+    for string in block.find_all(string=True):
+        parents = list(string.parents)
+        if any(p.name in NOT_TERM_TEXT for p in parents) or any("math" in (p.get("class") or []) for p in parents):
+            continue
+        link = next((p for p in parents if p.name == "a"), None)
+        anchor = None
+        if link is not None:
+            if "dlkb-term" not in (link.get("class") or []):
+                continue
+            anchor = link["href"].split("#", 1)[1]
+        text.append(str(string) + "\0")
+        anchors += [anchor] * (len(string) + 1)
+    return "".join(text), anchors
+
+
+@pytest.mark.parametrize("name", [p for p in toc_pages() if p.startswith("chapters/")])
+def test_glossary_terms_are_linked_at_their_first_use(site, name):
+    """In each language, the first use of every term is a link to its glossary row, and no later use is.
+
+    Where the terms are is the extension's matcher (unit-tested in test_book.py); whether
+    each one is linked, and where to, is read from the built page.
+    """
+    import bookext
+
+    matcher = bookext.TermMatcher(bookext.glossary_entries(ROOT / "glossary.md"))
+    page = soup(site / f"{name}.html")
+    for language in ("lang-zh", "lang-en"):
+        text, anchors = "", []
+        for block in page.select(f"div.{language}"):  # all the prose of one language, in page order
+            block_text, block_anchors = _language_text(block)
+            text += block_text
+            anchors += block_anchors
+        seen = set()
+        for start, end, anchor in matcher.finditer(text):
+            inside = set(anchors[start:end])
+            where = f"{name} ({language}): {text[start:end]!r} at ...{text[max(0, start - 30):start]!r}"
+            if anchor not in seen:
+                assert inside == {anchor}, f"{where} is the first use but not linked to glossary#{anchor}"
+                seen.add(anchor)
+            else:
+                assert inside == {None}, f"{where} is linked again after its first use"
+        linked = {a for a in anchors if a is not None}
+        assert linked == seen, f"{name} ({language}): links to terms not found in the text: {linked - seen}"
+        assert len(seen) > 20, f"{name} ({language}): only {len(seen)} glossary terms found"
+
+
+def test_term_links_land_on_glossary_rows_that_list_their_chapters(site):
+    glossary = soup(site / "glossary.html")
+    rows = {row["id"]: row for row in glossary.select("tr[id^=term-]")}
+    assert len(rows) > 300
+    targets = set()
+    for name in [p for p in toc_pages() if p.startswith("chapters/")]:
+        for link in soup(site / f"{name}.html").select("a.dlkb-term"):
+            path, anchor = link["href"].split("#", 1)
+            assert path == "../glossary.html" and anchor in rows, link
+            targets.add((anchor, name.split("/")[-1]))
+    for anchor, chapter in targets:  # the row lists every chapter that links to it
+        used_in = rows[anchor].select_one("p.dlkb-used-in")
+        assert used_in is not None and chapter in [a.get_text() for a in used_in.select("a")], (anchor, chapter)
+    cross_entropy = [a.get_text() for a in rows["term-cross-entropy"].select("p.dlkb-used-in a")]
+    assert "losses" in cross_entropy and "how-to-use" in cross_entropy
