@@ -790,3 +790,90 @@ def test_multi_margin_validation():
         L.multi_margin_loss(x[..., None], y)
     with pytest.raises(ValueError, match=r"multi_margin_loss: margin must be a finite number; got nan"):
         L.multi_margin_loss(x, y, margin=float("nan"))
+
+
+# ---------------------------------------------------------------- logit-adjusted cross-entropy
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("tau", [0.0, 0.5, 1.0, 2.0])
+def test_logit_adjusted_cross_entropy_matches_shifted_f_cross_entropy(reduction, tau):
+    g = _g(31)
+    z = _leaf(12, 5, g=g, scale=2.0)
+    y = torch.randint(0, 5, (12,), generator=g)
+    prior = torch.tensor([0.6, 0.25, 0.1, 0.04, 0.01])
+    _compare(
+        lambda a: L.logit_adjusted_cross_entropy(a, y, prior, tau=tau, reduction=reduction),
+        lambda a: F.cross_entropy(a + tau * prior.log(), y, reduction=reduction),
+        z,
+    )
+
+
+def test_logit_adjusted_cross_entropy_properties_gradcheck_and_layouts():
+    g = _g(32)
+    z = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (9,), generator=g)
+    prior = torch.tensor([0.7, 0.2, 0.05, 0.05], dtype=torch.float64)
+    # tau = 0 is the plain cross-entropy; a uniform prior changes nothing; the prior need not sum to 1
+    torch.testing.assert_close(L.logit_adjusted_cross_entropy(z, y, prior, tau=0.0), F.cross_entropy(z, y))
+    torch.testing.assert_close(L.logit_adjusted_cross_entropy(z, y, torch.full((4,), 0.25, dtype=torch.float64)),
+                               F.cross_entropy(z, y))
+    torch.testing.assert_close(L.logit_adjusted_cross_entropy(z, y, 10 * prior), L.logit_adjusted_cross_entropy(z, y, prior))
+    # two classes: the binary cross-entropy of the logit difference shifted by tau * log(pi_1 / pi_0)
+    z2 = torch.randn(7, 2, generator=g, dtype=torch.float64)
+    y2 = torch.randint(0, 2, (7,), generator=g)
+    p2 = torch.tensor([0.98, 0.02], dtype=torch.float64)
+    torch.testing.assert_close(
+        L.logit_adjusted_cross_entropy(z2, y2, p2),
+        F.binary_cross_entropy_with_logits(z2[:, 1] - z2[:, 0] + math.log(0.02 / 0.98), y2.double()),
+    )
+    # gradient: softmax(z + tau log pi) - onehot, checked numerically in float64
+    zz = z.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: L.logit_adjusted_cross_entropy(a, y, prior, tau=1.5), (zz,))
+    # non-contiguous logits, float32 prior with float64 logits, int32 targets, empty batch, extreme logits
+    zt = torch.randn(4, 9, generator=g, dtype=torch.float64).T  # [9, 4], not contiguous
+    assert not zt.is_contiguous()
+    torch.testing.assert_close(L.logit_adjusted_cross_entropy(zt, y, prior.float()),
+                               L.logit_adjusted_cross_entropy(zt.contiguous(), y.int(), prior))
+    empty = L.logit_adjusted_cross_entropy(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), prior.float(),
+                                           reduction="sum")
+    assert empty.item() == 0.0
+    big = (torch.tensor([[100.0, -100.0], [-100.0, 100.0]])).requires_grad_()
+    out = L.logit_adjusted_cross_entropy(big, torch.tensor([1, 0]), torch.tensor([0.5, 0.5]))
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(big.grad).all() and out.item() == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z.long(), y, p), TypeError,
+         r"logit_adjusted_cross_entropy: logits must be a floating-point tensor"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z[0], y, p), ValueError,
+         r"logit_adjusted_cross_entropy: logits must be 2-D; got shape \(3,\)"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y.float(), p), TypeError,
+         r"logit_adjusted_cross_entropy: target must hold integer class indices"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y[:2], p), ValueError,
+         r"logit_adjusted_cross_entropy: target must have shape \(4,\) for logits of shape \(4, 3\); got \(2,\)"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y + 3, p), ValueError,
+         r"logit_adjusted_cross_entropy: target class indices must be in \[0, 2\]"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, p[:2]), ValueError,
+         r"logit_adjusted_cross_entropy: class_prior must have shape \(3,\); got \(2,\)"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, [0.5, 0.3, 0.2]), TypeError,
+         r"logit_adjusted_cross_entropy: class_prior must be a torch.Tensor; got list"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, torch.tensor([0.5, 0.5, 0.0])), ValueError,
+         r"logit_adjusted_cross_entropy: class_prior must be positive and finite"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, p, tau=-1.0), ValueError,
+         r"logit_adjusted_cross_entropy: tau must be >= 0; got -1.0"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, p, tau="1"), TypeError,
+         r"logit_adjusted_cross_entropy: tau must be a real number"),
+        (lambda z, y, p: L.logit_adjusted_cross_entropy(z, y, p, reduction="batchmean"), ValueError,
+         r"logit_adjusted_cross_entropy: reduction must be one of"),
+    ],
+)
+def test_logit_adjusted_cross_entropy_validation(call, exc, match):
+    z = torch.randn(4, 3, generator=_g(33))
+    y = torch.tensor([0, 2, 1, 0])
+    p = torch.tensor([0.7, 0.2, 0.1])
+    with pytest.raises(exc, match=match):
+        call(z, y, p)

@@ -399,3 +399,222 @@ def test_schedule_validation(call, exc, match):
 
     with pytest.raises(exc, match=match):
         call(vars(optim))
+
+
+# ---------------------------------------------------------------- one-cycle schedule
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"pct_start": 0.25, "anneal_strategy": "linear"},
+        {"three_phase": True, "anneal_strategy": "linear"},
+        {"three_phase": True, "div_factor": 10.0, "final_div_factor": 100.0},
+        {"pct_start": 0.45},
+    ],
+    ids=["default", "linear", "three-phase-linear", "three-phase-cos", "long-rise"],
+)
+@pytest.mark.parametrize("total", [100, 37])
+def test_one_cycle_lr_matches_torch_onecycle(kw, total):
+    from dlkb.optim import one_cycle_lr
+    from torch.optim import lr_scheduler as S
+
+    want = _torch_curve(lambda o: S.OneCycleLR(o, max_lr=0.4, total_steps=total, **kw), total)
+    ours = {k.replace("anneal_strategy", "anneal"): v for k, v in kw.items()}
+    got = [one_cycle_lr(t, max_lr=0.4, total_steps=total, **ours) for t in range(total)]
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert max(got) == pytest.approx(0.4, rel=0.05)  # near max_lr (exactly when the rise ends on a step)
+    if total == 100:
+        assert max(got) == pytest.approx(0.4, rel=1e-12)
+    assert got[0] == pytest.approx(0.4 / kw.get("div_factor", 25.0))
+    assert got[-1] == pytest.approx(0.4 / kw.get("div_factor", 25.0) / kw.get("final_div_factor", 1e4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"t": 100}, ValueError, r"one_cycle_lr: t must be in \[0, 99\]; got 100"),
+        ({"total_steps": 1, "t": 0}, ValueError, r"one_cycle_lr: total_steps must be >= 2; got 1"),
+        ({"max_lr": -1.0}, ValueError, r"one_cycle_lr: max_lr must be >= 0; got -1.0"),
+        ({"pct_start": 1.0}, ValueError, r"one_cycle_lr: pct_start must be in \(0, 1\); got 1.0"),
+        ({"pct_start": 0.01}, ValueError, r"one_cycle_lr: pct_start \* total_steps must be > 1"),
+        ({"div_factor": 0.0}, ValueError, r"one_cycle_lr: div_factor must be > 0; got 0.0"),
+        ({"final_div_factor": -2.0}, ValueError, r"one_cycle_lr: final_div_factor must be > 0"),
+        ({"anneal": "cosine"}, ValueError, r"one_cycle_lr: anneal must be one of \('cos', 'linear'\); got 'cosine'"),
+        ({"three_phase": 1}, TypeError, r"one_cycle_lr: three_phase must be a bool; got int 1"),
+        ({"t": 1.0}, TypeError, r"one_cycle_lr: t must be an int; got float"),
+    ],
+)
+def test_one_cycle_lr_validation(kwargs, exc, match):
+    from dlkb.optim import one_cycle_lr
+
+    call = {"t": 0, "max_lr": 0.1, "total_steps": 100} | kwargs
+    with pytest.raises(exc, match=match):
+        one_cycle_lr(call.pop("t"), **call)
+
+
+# ---------------------------------------------------------------- gradient clipping
+
+
+def _grads_pair(scale=50.0, seed=0, dtype=torch.float32):
+    """Two identical small models with the same (large) gradients, one of them frozen-free parameter without grad."""
+    torch.manual_seed(seed)
+    a = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(dtype)
+    b = copy.deepcopy(a)
+    x = torch.randn(8, 4, dtype=dtype)
+    for m in (a, b):
+        (scale * m(x)).pow(2).sum().backward()
+    return list(a.parameters()), list(b.parameters())
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.5, math.inf])
+@pytest.mark.parametrize("max_norm", [0.5, 7.0, 1e12, 0.0])
+def test_clip_grad_norm_matches_torch(norm_type, max_norm):
+    from dlkb.optim import clip_grad_norm
+
+    ours_p, ref_p = _grads_pair()
+    ours = clip_grad_norm(ours_p, max_norm, norm_type)
+    ref = nn.utils.clip_grad_norm_(ref_p, max_norm, norm_type)
+    torch.testing.assert_close(ours, ref)
+    for p, q in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    # the returned norm is the norm before clipping, and afterwards the norm is min(max_norm, before)
+    flat = torch.cat([p.grad.reshape(-1) for p in ours_p])
+    assert ours.item() > 10.0
+    assert torch.linalg.vector_norm(flat, norm_type).item() == pytest.approx(min(max_norm, ours.item()), rel=1e-5, abs=1e-6)
+
+
+def test_clip_grad_norm_inf_norm_is_the_largest_entry_and_keeps_the_direction():
+    from dlkb.optim import clip_grad_norm
+
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    p.grad, q.grad = torch.tensor([3.0, -4.0]), torch.tensor([1.0, 12.0, -2.0])
+    before = torch.cat([p.grad, q.grad])
+    total = clip_grad_norm([p, q], 6.0, norm_type=float("inf"))
+    assert total.item() == 12.0
+    after = torch.cat([p.grad, q.grad])
+    torch.testing.assert_close(after, before * 6.0 / (12.0 + 1e-6))  # one common factor: same direction
+
+
+def test_clip_grad_norm_single_tensor_empty_and_missing_grads():
+    from dlkb.optim import clip_grad_norm
+
+    p = torch.tensor([3.0, 4.0], requires_grad=True)
+    p.grad = torch.tensor([3.0, 4.0])
+    q = torch.zeros(2, requires_grad=True)  # no gradient: skipped, stays None
+    assert clip_grad_norm([p, q], 1).item() == pytest.approx(5.0)
+    torch.testing.assert_close(p.grad, torch.tensor([0.6, 0.8]) * 5 / (5 + 1e-6))
+    assert q.grad is None
+    # nothing to clip: tensor(0.), as torch
+    for params in ([], [q], q):
+        ours = clip_grad_norm(params, 1.0)
+        torch.testing.assert_close(ours, nn.utils.clip_grad_norm_(params, 1.0))
+        assert ours.item() == 0.0
+    # an empty gradient tensor has norm 0 and is left alone
+    e, e2 = torch.zeros(0, requires_grad=True), torch.zeros(0, requires_grad=True)
+    e.grad, e2.grad = torch.zeros(0), torch.zeros(0)
+    torch.testing.assert_close(clip_grad_norm(e, 1.0), nn.utils.clip_grad_norm_(e2, 1.0))
+    # a generator is consumed once, as torch does
+    r = torch.ones(3, requires_grad=True)
+    r.grad = torch.ones(3)
+    assert clip_grad_norm((t for t in [r]), 10.0).item() == pytest.approx(math.sqrt(3))
+    torch.testing.assert_close(r.grad, torch.ones(3))
+
+
+def test_clip_grad_norm_non_contiguous_and_float64_grads():
+    from dlkb.optim import clip_grad_norm
+
+    p, p2 = torch.zeros(3, 4, requires_grad=True), torch.zeros(3, 4, requires_grad=True)
+    g = torch.arange(12.0).reshape(4, 3).T  # not contiguous
+    p.grad, p2.grad = g.clone().T.contiguous().T, g.contiguous()
+    assert not p.grad.is_contiguous()
+    torch.testing.assert_close(clip_grad_norm(p, 2.0), nn.utils.clip_grad_norm_(p2, 2.0))
+    torch.testing.assert_close(p.grad, p2.grad)
+    ours_p, ref_p = _grads_pair(dtype=torch.float64)
+    torch.testing.assert_close(clip_grad_norm(ours_p, 1.0, 2.0), nn.utils.clip_grad_norm_(ref_p, 1.0, 2.0))
+    for a, b in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_clip_grad_norm_non_finite_as_torch(bad):
+    from dlkb.optim import clip_grad_norm
+
+    def make():
+        p, q = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+        p.grad, q.grad = torch.tensor([1.0, bad, 2.0]), torch.tensor([3.0, 4.0])
+        return [p, q]
+
+    ours_p, ref_p = make(), make()
+    ours = clip_grad_norm(ours_p, 1.0)
+    ref = nn.utils.clip_grad_norm_(ref_p, 1.0)
+    torch.testing.assert_close(ours, ref, equal_nan=True)
+    for a, b in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, equal_nan=True)
+    assert not torch.isfinite(ours_p[0].grad).all()  # the step would spoil the parameters
+    with pytest.raises(RuntimeError, match=r"clip_grad_norm: the total norm of order 2.0 of the gradients is non-finite"):
+        clip_grad_norm(make(), 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_(make(), 1.0, error_if_nonfinite=True)
+
+
+@pytest.mark.parametrize("clip_value", [0.0, 0.3, 2.5, 1e9])
+def test_clip_grad_value_matches_torch(clip_value):
+    from dlkb.optim import clip_grad_value
+
+    ours_p, ref_p = _grads_pair(scale=0.3)
+    assert clip_grad_value(ours_p, clip_value) is None
+    nn.utils.clip_grad_value_(ref_p, clip_value)
+    for p, q in zip(ours_p, ref_p, strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+        assert p.grad.abs().max().item() <= clip_value
+
+
+def test_clip_grad_value_non_finite_empty_and_non_contiguous():
+    from dlkb.optim import clip_grad_value
+
+    def make():
+        p = torch.zeros(4, requires_grad=True)
+        p.grad = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.5])
+        return p
+
+    p, q = make(), make()
+    clip_grad_value(p, 1.0)
+    nn.utils.clip_grad_value_(q, 1.0)
+    torch.testing.assert_close(p.grad, q.grad, equal_nan=True)
+    assert p.grad[1:].tolist() == [1.0, -1.0, -0.5]
+    clip_grad_value([], 1.0)  # nothing to do
+    r = torch.zeros(3, 4, requires_grad=True)
+    r.grad = (torch.arange(12.0).reshape(4, 3).T - 6).clone().T.contiguous().T  # non-contiguous
+    expected = r.grad.clamp(-2, 2)
+    clip_grad_value(r, 2)
+    torch.testing.assert_close(r.grad, expected)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda f, p: f.clip_grad_norm(p, -1.0), ValueError, r"clip_grad_norm: max_norm must be >= 0; got -1.0"),
+        (lambda f, p: f.clip_grad_norm(p, float("nan")), ValueError, r"clip_grad_norm: max_norm must be a number, not NaN"),
+        (lambda f, p: f.clip_grad_norm(p, "1"), TypeError, r"clip_grad_norm: max_norm must be a real number; got str"),
+        (lambda f, p: f.clip_grad_norm(p, 1.0, 0.0), ValueError, r"clip_grad_norm: norm_type must be > 0; got 0.0"),
+        (lambda f, p: f.clip_grad_norm(p, 1.0, "inf"), TypeError, r"clip_grad_norm: norm_type must be a real number"),
+        (lambda f, p: f.clip_grad_norm(p, 1.0, error_if_nonfinite=1), TypeError,
+         r"clip_grad_norm: error_if_nonfinite must be a bool"),
+        (lambda f, p: f.clip_grad_norm([p, 3.0], 1.0), TypeError, r"clip_grad_norm: parameters\[1\] must be a torch.Tensor; got float"),
+        (lambda f, p: f.clip_grad_norm(3.0, 1.0), TypeError, r"clip_grad_norm: parameters must be a tensor or an iterable"),
+        (lambda f, p: f.clip_grad_value(p, -0.1), ValueError, r"clip_grad_value: clip_value must be >= 0; got -0.1"),
+        (lambda f, p: f.clip_grad_value(p, float("inf")), ValueError, r"clip_grad_value: clip_value must be a finite number"),
+        (lambda f, p: f.clip_grad_value(p, None), TypeError, r"clip_grad_value: clip_value must be a real number"),
+        (lambda f, p: f.clip_grad_value("w", 1.0), TypeError, r"clip_grad_value: parameters must be a tensor or an iterable"),
+    ],
+)
+def test_clipping_validation(call, exc, match):
+    from dlkb import optim
+
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.ones(2)
+    with pytest.raises(exc, match=match):
+        call(optim, p)
+    assert p.grad.tolist() == [1.0, 1.0]  # a refused call changes nothing

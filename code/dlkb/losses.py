@@ -25,6 +25,8 @@ Papers:
     Girshick, "Fast R-CNN", ICCV 2015, Eq. (3) (smooth L1).
     Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016, Sec. 7 (label smoothing).
     Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, Eqs. (1)-(5).
+    Menon et al., "Long-tail learning via logit adjustment", ICLR 2021
+    (logit-adjusted softmax cross-entropy).
     Milletari et al., "V-Net", 3DV 2016, Eq. (1) (Dice coefficient, maximised; squared denominator).
     Rahman & Wang, "Optimizing Intersection-over-Union", ISVC 2016 (IoU loss).
     Johnson et al., "Perceptual Losses for Real-Time Style Transfer and Super-Resolution",
@@ -57,6 +59,7 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
+    "logit_adjusted_cross_entropy",
     "dice_loss",
     "iou_loss",
     "distillation_loss",
@@ -479,6 +482,51 @@ def softmax_focal_loss(
     if alpha is not None:
         loss = alpha.to(log_p.dtype)[target.long()] * loss
     return _reduce(loss, reduction)
+
+
+def logit_adjusted_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_prior: torch.Tensor,
+    *,
+    tau: float = 1.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Logit-adjusted softmax cross-entropy (Menon et al. 2021).
+
+    With class priors :math:`\pi_k` (the label frequencies of the training set),
+
+    .. math::
+        \ell(z, y) = -\log \frac{e^{z_y + \tau \log \pi_y}}{\sum_{k} e^{z_k + \tau \log \pi_k}},
+
+    the ordinary cross-entropy of the logits shifted by :math:`\tau\log\pi`. The shift is
+    applied only inside the loss: at test time one predicts :math:`\arg\max_k z_k`, and
+    the model has learned logits that already carry the larger margin the rare classes
+    need. For :math:`\tau = 1` the minimiser is consistent for the balanced error (the mean
+    of the per-class error rates). The post-hoc variant instead trains with the plain
+    cross-entropy and predicts :math:`\arg\max_k (z_k - \tau\log\pi_k)`.
+    Equals ``F.cross_entropy(logits + tau * class_prior.log(), target)``.
+
+    Args:
+        logits (Tensor[N, K]): unnormalized class scores.
+        target (Tensor[N]): integer class indices in ``[0, K)``.
+        class_prior (Tensor[K]): positive class frequencies (they need not sum to 1: a
+            common factor shifts every logit equally and cancels).
+        tau: :math:`\tau \ge 0`; 0 is the plain cross-entropy.
+        reduction: ``"none"`` (Tensor[N]), ``"mean"`` or ``"sum"``.
+    """
+    caller = "logit_adjusted_cross_entropy"
+    _v.tensor("logits", logits, caller=caller, dtype="floating", ndim=2)
+    num_classes = _check_class_target(caller, logits, target)
+    _check_class_vector("class_prior", class_prior, num_classes, caller)
+    if class_prior.numel() and not bool((class_prior > 0).all() & torch.isfinite(class_prior).all()):
+        raise ValueError(f"{caller}: class_prior must be positive and finite; got {class_prior.tolist()}")
+    tau = _check_number("tau", tau, caller)
+    _check_reduction(reduction, caller)
+    shift = tau * class_prior.to(logits.dtype).log()  # [K]: τ log π_k
+    log_p = torch.log_softmax(logits + shift, dim=1)  # [N, K]
+    nll = -log_p.gather(1, target.long().unsqueeze(1)).squeeze(1)  # [N]
+    return _reduce(nll, reduction)
 
 
 # ----------------------------------------------------------------------------------------

@@ -25,7 +25,11 @@ Papers:
     - Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond" (AMSGrad).
     - Loshchilov & Hutter 2017, "SGDR: Stochastic Gradient Descent with Warm Restarts"
       (cosine annealing with restarts); Goyal et al. 2017, "Accurate, Large Minibatch SGD"
-      (linear warm-up).
+      (linear warm-up); Smith & Topin 2019, "Super-Convergence: Very Fast Training of
+      Neural Networks Using Large Learning Rates" (the one-cycle schedule).
+    - Pascanu, Mikolov & Bengio 2013, "On the Difficulty of Training Recurrent Neural
+      Networks", Algorithm 1 (clipping the gradient norm); Mikolov 2012 (clipping each
+      element of the gradient).
 """
 
 from __future__ import annotations
@@ -39,7 +43,18 @@ from torch.optim import Optimizer
 
 from dlkb import _validate as _v
 
-__all__ = ["SGD", "AdaGrad", "RMSProp", "Adam", "step_lr", "cosine_lr", "warmup_lr"]
+__all__ = [
+    "SGD",
+    "AdaGrad",
+    "RMSProp",
+    "Adam",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "step_lr",
+    "cosine_lr",
+    "warmup_lr",
+    "one_cycle_lr",
+]
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 Closure = Callable[[], torch.Tensor] | None
@@ -366,6 +381,111 @@ class Adam(_Base):
         return loss
 
 
+# ----------------------------------------------------------------------------------------
+# Gradient clipping (call between backward() and step()).
+# ----------------------------------------------------------------------------------------
+def _grad_list(parameters: object, caller: str) -> list[torch.Tensor]:
+    """The ``.grad`` of every parameter that has one (a single tensor is one parameter)."""
+    if isinstance(parameters, torch.Tensor):
+        params = [parameters]
+    elif isinstance(parameters, (str, bytes)) or not hasattr(parameters, "__iter__"):
+        raise TypeError(f"{caller}: parameters must be a tensor or an iterable of tensors; "
+                        f"got {type(parameters).__name__}")
+    else:
+        params = list(parameters)
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"{caller}: parameters[{i}] must be a torch.Tensor; got {type(p).__name__}")
+    return [p.grad for p in params if p.grad is not None]
+
+
+def clip_grad_norm(
+    parameters: torch.Tensor | Iterable[torch.Tensor],
+    max_norm: float,
+    norm_type: float = 2.0,
+    *,
+    error_if_nonfinite: bool = False,
+) -> torch.Tensor:
+    r"""Rescale all gradients together so that their global norm is at most ``max_norm``.
+
+    Pascanu et al. 2013, Algorithm 1, for any :math:`p`-norm: with :math:`g` all
+    gradients seen as one vector,
+
+    .. math::
+        \lVert g \rVert_p = \Big\lVert \big(\lVert g_1 \rVert_p, \dots, \lVert g_P \rVert_p\big) \Big\rVert_p,
+        \qquad g \leftarrow g \cdot \min\Big(1,\ \frac{\text{max\_norm}}{\lVert g \rVert_p + 10^{-6}}\Big),
+
+    where :math:`\lVert\cdot\rVert_\infty` is the largest absolute value. The direction of
+    the update is kept and only its length capped. Equals ``torch.nn.utils.clip_grad_norm_``
+    (same :math:`10^{-6}`, same order of operations); parameters whose ``.grad`` is ``None``
+    are skipped. A non-finite norm (a NaN or an infinite gradient) is handled as torch
+    does: with ``error_if_nonfinite=False`` the gradients are multiplied by the resulting
+    NaN (or by 0 for an infinite norm, which turns the infinite entries into NaN), so the
+    next optimizer step spoils the parameters; ``error_if_nonfinite=True`` raises instead.
+
+    Args:
+        parameters: a tensor or an iterable of tensors (e.g. ``model.parameters()``).
+        max_norm: the largest allowed global norm, ``>= 0`` (torch accepts a negative
+            value and flips the gradients; here it is an error).
+        norm_type: :math:`p > 0`, ``float("inf")`` for the largest absolute value.
+        error_if_nonfinite: raise ``RuntimeError`` when the global norm is NaN or infinite.
+
+    Returns:
+        The global norm of the gradients *before* clipping (a 0-d tensor; ``tensor(0.)``
+        when no parameter has a gradient).
+
+    Raises:
+        TypeError: ``parameters`` holds something other than tensors, or ``max_norm`` /
+            ``norm_type`` is not a real number, or ``error_if_nonfinite`` not a bool.
+        ValueError: ``max_norm`` negative or NaN, ``norm_type`` not > 0.
+        RuntimeError: ``error_if_nonfinite=True`` and the norm is not finite.
+    """
+    caller = "clip_grad_norm"
+    grads = _grad_list(parameters, caller)
+    max_norm = _v.real("max_norm", max_norm, caller=caller, low=0.0, finite=False)
+    norm_type = _v.real("norm_type", norm_type, caller=caller, low=0.0, low_open=True, finite=False)
+    error_if_nonfinite = _v.boolean("error_if_nonfinite", error_if_nonfinite, caller=caller)
+    if not grads:
+        return torch.tensor(0.0)
+    with torch.no_grad():
+        first = grads[0].device
+        norms = [torch.linalg.vector_norm(g, norm_type) for g in grads]  # one norm per tensor
+        total = torch.linalg.vector_norm(torch.stack([n.to(first) for n in norms]), norm_type)  # 0-d
+        if error_if_nonfinite and not bool(torch.isfinite(total)):
+            raise RuntimeError(f"{caller}: the total norm of order {norm_type} of the gradients is non-finite "
+                               f"({total.item()}), so it cannot be clipped; pass error_if_nonfinite=False to "
+                               "scale the gradients by it anyway")
+        scale = torch.clamp(max_norm / (total + 1e-6), max=1.0)  # min(1, max_norm / (‖g‖ + 1e-6))
+        for g in grads:
+            g.mul_(scale.to(g.device))
+    return total
+
+
+def clip_grad_value(parameters: torch.Tensor | Iterable[torch.Tensor], clip_value: float) -> None:
+    r"""Clamp every gradient entry into :math:`[-c, c]` in place (Mikolov 2012).
+
+    Unlike :func:`clip_grad_norm`, each coordinate is clipped on its own, so the
+    direction of the update changes whenever some entries are clipped and others not.
+    Equals ``torch.nn.utils.clip_grad_value_``: NaN entries stay NaN, infinite ones
+    become :math:`\pm c`; parameters whose ``.grad`` is ``None`` are skipped.
+
+    Args:
+        parameters: a tensor or an iterable of tensors.
+        clip_value: :math:`c \ge 0`, finite (torch accepts a negative value; here it is an error).
+
+    Raises:
+        TypeError: ``parameters`` holds something other than tensors, or ``clip_value``
+            is not a real number.
+        ValueError: ``clip_value`` negative or not finite.
+    """
+    caller = "clip_grad_value"
+    grads = _grad_list(parameters, caller)
+    clip_value = _v.real("clip_value", clip_value, caller=caller, low=0.0)
+    with torch.no_grad():
+        for g in grads:
+            g.clamp_(min=-clip_value, max=clip_value)
+
+
 
 # ----------------------------------------------------------------------------------------
 # Learning-rate schedules as closed-form functions of the epoch (or step) t = 0, 1, 2, ...
@@ -443,3 +563,67 @@ def warmup_lr(t: int, *, base_lr: float, warmup: int, start_factor: float = 0.0)
     warmup = _v.integer("warmup", warmup, caller=caller, minimum=1)
     start_factor = _v.real("start_factor", start_factor, caller=caller, low=0.0, high=1.0)
     return base_lr * (start_factor + (1 - start_factor) * min(t, warmup) / warmup)
+
+
+
+def one_cycle_lr(
+    t: int,
+    *,
+    max_lr: float,
+    total_steps: int,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    anneal: str = "cos",
+    three_phase: bool = False,
+) -> float:
+    r"""The one-cycle schedule (Smith & Topin 2019) as ``torch.optim.lr_scheduler.OneCycleLR`` defines it.
+
+    The learning rate rises from :math:`\eta_0 = \eta_{\max}/d` to :math:`\eta_{\max}` over the
+    first ``pct_start * total_steps - 1`` steps, then falls to :math:`\eta_0 / d_f`, far
+    below where it started, by the last step ``total_steps - 1``. Within a phase from
+    :math:`a` to :math:`b` at fraction :math:`u \in [0, 1]` of the phase, ``"cos"`` gives
+    :math:`b + \tfrac12(a - b)(1 + \cos \pi u)` and ``"linear"`` gives :math:`a + (b - a)u`.
+    With ``three_phase=True`` the fall back to :math:`\eta_0` mirrors the rise and a third
+    phase anneals from :math:`\eta_0` to :math:`\eta_0 / d_f`; with linear annealing this is
+    the shape the paper describes (one triangle, then a final decrease). torch also cycles
+    the momentum in the opposite direction by default; this function gives the learning rate.
+
+    Args:
+        t: step index, ``0 <= t < total_steps`` (torch raises beyond the last step).
+        max_lr: :math:`\eta_{\max} \ge 0`.
+        total_steps: number of steps of the cycle, ``>= 2``.
+        pct_start: fraction of the cycle spent rising, in (0, 1), with ``pct_start * total_steps > 1``.
+        div_factor: :math:`d > 0`, with :math:`\eta_0 = \eta_{\max} / d`.
+        final_div_factor: :math:`d_f > 0`; the last learning rate is :math:`\eta_0 / d_f`.
+        anneal: ``"cos"`` or ``"linear"``.
+        three_phase: use the three-phase variant.
+    """
+    caller = "one_cycle_lr"
+    total_steps = _v.integer("total_steps", total_steps, caller=caller, minimum=2)
+    t = _v.integer("t", t, caller=caller, minimum=0, maximum=total_steps - 1)
+    max_lr = _v.real("max_lr", max_lr, caller=caller, low=0.0)
+    pct_start = _v.real("pct_start", pct_start, caller=caller, low=0.0, high=1.0, low_open=True, high_open=True)
+    div_factor = _v.real("div_factor", div_factor, caller=caller, low=0.0, low_open=True)
+    final_div_factor = _v.real("final_div_factor", final_div_factor, caller=caller, low=0.0, low_open=True)
+    _v.choice("anneal", anneal, caller=caller, choices=("cos", "linear"))
+    three_phase = _v.boolean("three_phase", three_phase, caller=caller)
+    if pct_start * total_steps <= 1:  # torch divides by zero then
+        raise ValueError(f"{caller}: pct_start * total_steps must be > 1 (the rise needs at least one step); "
+                         f"got {pct_start} * {total_steps}")
+    initial = max_lr / div_factor  # η_0
+    final = initial / final_div_factor  # η_0 / d_f
+    rise_end = float(pct_start * total_steps) - 1  # the last step of the rise (torch's end_step)
+    if three_phase:
+        phases = [(rise_end, initial, max_lr), (2 * rise_end, max_lr, initial), (total_steps - 1, initial, final)]
+    else:
+        phases = [(rise_end, initial, max_lr), (total_steps - 1, max_lr, final)]
+    start_step = 0.0
+    for i, (end_step, a, b) in enumerate(phases):
+        if t <= end_step or i == len(phases) - 1:
+            u = (t - start_step) / (end_step - start_step)  # fraction of this phase
+            if anneal == "cos":
+                return b + (a - b) / 2.0 * (math.cos(math.pi * u) + 1)
+            return (b - a) * u + a
+        start_step = end_step
+    raise AssertionError("unreachable")  # pragma: no cover

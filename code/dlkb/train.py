@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dlkb import _validate as _v
+from dlkb.optim import clip_grad_norm as _clip_grad_norm
 from dlkb.utils import device as default_device
 from dlkb.utils import eval_mode
 
@@ -124,7 +125,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            _clip_grad_norm(model.parameters(), clip_grad_norm)  # = nn.utils.clip_grad_norm_
         optimizer.step()
         n = y.shape[0]
         total += n
@@ -150,7 +151,8 @@ def train_steps(
 
     Each of ``steps`` steps calls ``loss_fn(step)`` (``step`` counts from 1; it computes
     the loss on the full batch, or draws its own batch), back-propagates, optionally
-    clips the global gradient norm of the optimizer's parameters, and steps the
+    clips the global gradient norm of the optimizer's parameters
+    (:func:`dlkb.optim.clip_grad_norm`), and steps the
     optimizer (and ``scheduler``, once per step). ``callback(step, loss)`` runs after
     each step; returning ``True`` stops early.
 
@@ -174,7 +176,7 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad_norm is not None:
-            nn.utils.clip_grad_norm_(params, clip_grad_norm)
+            _clip_grad_norm(params, clip_grad_norm)  # = nn.utils.clip_grad_norm_
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -267,7 +269,8 @@ def fit(
             such as a VAE); accuracy is recorded only for ``(N, K)`` scores and ``(N,)`` labels.
         val_loader: optional loader evaluated after each epoch.
         scheduler: optional learning-rate scheduler, stepped once per epoch.
-        clip_grad_norm: if set, clip the global gradient norm to this value.
+        clip_grad_norm: if set, clip the global gradient norm to this value
+            (:func:`dlkb.optim.clip_grad_norm`, equal to ``torch.nn.utils.clip_grad_norm_``).
         device: defaults to :func:`dlkb.utils.device` (CUDA when available).
         verbose: print progress lines.
         max_lines: at most this many progress lines, evenly spaced, always the last epoch.
