@@ -519,3 +519,156 @@ def test_kv_cache_validation():
         model.decode_step(torch.zeros(2, 2), memory, src, None)
     with pytest.raises(TypeError, match=r"greedy_decode: use_cache must be a bool; got int"):
         model.greedy_decode(src, 3, bos_idx=1, use_cache=1)
+
+
+# ---------------------------------------------------------------- learned positions, activation
+def test_learned_positions_are_a_trained_parameter_used_everywhere(generator):
+    torch.manual_seed(0)
+    m = Seq2SeqTransformer(9, 11, d_model=15, num_heads=3, dim_feedforward=16, max_len=12, positional="learned").eval()
+    assert isinstance(m.pe, nn.Parameter) and m.pe.shape == (12, 15)  # odd d_model is fine without sinusoids
+    assert "pe" in dict(m.named_parameters())
+    tokens = torch.tensor([[3, 4, 5]])
+    torch.testing.assert_close(m._embed(m.src_embed, tokens)[0], m.src_embed.weight[tokens[0]] * math.sqrt(15) + m.pe[:3])
+    src = torch.randint(0, 9, (2, 5), generator=generator)
+    tgt = torch.randint(0, 11, (2, 4), generator=generator)
+    m(src, tgt).sum().backward()
+    assert m.pe.grad is not None and m.pe.grad[:5].abs().sum() > 0 and m.pe.grad[5:].abs().sum() == 0
+    # the KV cache reads the same learned positions
+    assert torch.equal(m.greedy_decode(src, 6, bos_idx=1), m.greedy_decode(src, 6, bos_idx=1, use_cache=True))
+    sinus = Seq2SeqTransformer(9, 11, d_model=16, num_heads=2, max_len=12)
+    assert "pe" not in dict(sinus.named_parameters()) and "pe" in dict(sinus.named_buffers())
+    with pytest.raises(ValueError, match=r"Seq2SeqTransformer: positional must be one of \('sinusoidal', 'learned'\); got 'rope'"):
+        Seq2SeqTransformer(9, 11, positional="rope")
+    with pytest.raises(TypeError, match=r"Seq2SeqTransformer: positional must be a str, one of .*; got NoneType"):
+        Seq2SeqTransformer(9, 11, positional=None)
+
+
+def test_encoder_layer_gelu_and_eps_match_torch(generator):
+    ref = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation="gelu", layer_norm_eps=1e-6,
+                                     batch_first=True, norm_first=True).eval()
+    ours = TransformerEncoderLayer(8, 2, 16, norm_first=True, activation="gelu", layer_norm_eps=1e-6).eval()
+    load_torch_weights(ours, ref)
+    x = torch.randn(3, 5, 8, generator=generator)
+    torch.testing.assert_close(ours(x), ref(x))
+    assert ours.norm1.eps == 1e-6
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: activation must be one of \('relu', 'gelu'\); got 'tanh'"):
+        TransformerEncoderLayer(8, 2, 16, activation="tanh")
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: layer_norm_eps must be > 0; got 0"):
+        TransformerEncoderLayer(8, 2, 16, layer_norm_eps=0)
+
+
+# ---------------------------------------------------------------- Vision Transformer
+from dlkb.transformer import PatchEmbedding, VisionTransformer, patchify  # noqa: E402
+
+
+def test_patchify_matches_unfold_and_the_conv_projection(generator):
+    x = torch.randn(2, 3, 8, 12, generator=generator)
+    patches = patchify(x, 4)  # [N, M, C·P·P]
+    assert patches.shape == (2, 6, 48)
+    torch.testing.assert_close(patches, F.unfold(x, kernel_size=4, stride=4).transpose(1, 2))
+    torch.testing.assert_close(patches[1, 4], x[1, :, 4:8, 4:8].reshape(-1))  # row 1, column 1 of the 2×3 grid
+    emb = PatchEmbedding(3, 4, 5)
+    conv = nn.Conv2d(3, 5, 4, stride=4)
+    with torch.no_grad():
+        emb.proj.weight.copy_(conv.weight.reshape(5, -1))
+        emb.proj.bias.copy_(conv.bias)
+    torch.testing.assert_close(emb(x), conv(x).flatten(2).transpose(1, 2))
+    # non-contiguous input, empty batch
+    xt = torch.randn(2, 3, 12, 8, generator=generator).transpose(2, 3)
+    assert not xt.is_contiguous()
+    torch.testing.assert_close(emb(xt), conv(xt).flatten(2).transpose(1, 2))
+    assert emb(torch.zeros(0, 3, 8, 8)).shape == (0, 4, 5)
+
+
+def test_patch_embedding_gradcheck(generator):
+    emb = PatchEmbedding(2, 2, 3).double()
+    x = torch.randn(2, 2, 4, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(emb, (x,))
+    conv = nn.Conv2d(2, 3, 2, stride=2).double()
+    with torch.no_grad():
+        emb.proj.weight.copy_(conv.weight.reshape(3, -1))
+        emb.proj.bias.copy_(conv.bias)
+    g_ours = torch.autograd.grad(emb(x).square().sum(), x)[0]
+    g_conv = torch.autograd.grad(conv(x).flatten(2).transpose(1, 2).square().sum(), x)[0]
+    torch.testing.assert_close(g_ours, g_conv)
+
+
+def _vit_pair(in_channels=3, layers=2):
+    from torchvision.models.vision_transformer import VisionTransformer as TorchViT
+
+    torch.manual_seed(0)
+    ref = TorchViT(image_size=8, patch_size=2, num_layers=layers, num_heads=4, hidden_dim=16, mlp_dim=24, num_classes=10)
+    with torch.no_grad():  # torchvision zero-initialises the head and the class token: make them non-trivial
+        ref.heads.head.weight.normal_()
+        ref.class_token.normal_()
+    ours = VisionTransformer(8, 2, in_channels, 10, d_model=16, num_heads=4, num_layers=layers, dim_feedforward=24)
+    return ours.eval(), ref.eval()
+
+
+def test_vision_transformer_matches_torchvision_in_value_and_gradient(generator):
+    ours, ref = _vit_pair()
+    load_torch_weights(ours, ref)
+    x = torch.randn(4, 3, 8, 8, generator=generator)
+    out, want = ours(x), ref(x)
+    assert out.shape == (4, 10)
+    torch.testing.assert_close(out, want)
+    # gradients with respect to the input and to every copied weight
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ours(xa).square().sum().backward()
+    ref(xb).square().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(ours.patch_embed.proj.weight.grad, ref.conv_proj.weight.grad.reshape(16, -1))
+    torch.testing.assert_close(ours.pos_embedding.grad, ref.encoder.pos_embedding.grad)
+    torch.testing.assert_close(ours.class_token.grad, ref.class_token.grad)
+    torch.testing.assert_close(ours.layers[1].linear1.weight.grad, ref.encoder.layers[1].mlp[0].weight.grad)
+    # non-contiguous input
+    xt = x.transpose(2, 3)
+    torch.testing.assert_close(ours(xt), ref(xt.contiguous()))
+
+
+def test_vision_transformer_encoder_matches_torchvision_for_one_channel(generator):
+    ours, ref = _vit_pair(in_channels=1)
+    load_torch_weights(ours, ref.encoder)  # the encoder compares for any number of channels
+    tokens = torch.randn(3, 17, 16, generator=generator)
+    torch.testing.assert_close(ours.encode(tokens), ref.encoder(tokens))
+    with pytest.raises(ValueError, match=r"load_torch_weights: torchvision's VisionTransformer has 3 input channels and patch size 2; ours has 1 and 2"):
+        load_torch_weights(ours, ref)
+
+
+def test_vision_transformer_gradcheck(generator):
+    torch.manual_seed(0)
+    vit = VisionTransformer(4, 2, 1, 3, d_model=4, num_heads=2, num_layers=1, dim_feedforward=6).double()
+    x = torch.randn(2, 1, 4, 4, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(vit, (x,))
+
+
+def test_vision_transformer_learns_class_token_and_positions():
+    vit = VisionTransformer(8, 4, 1, 10)
+    names = dict(vit.named_parameters())
+    assert names["class_token"].shape == (1, 1, 32) and names["pos_embedding"].shape == (1, 5, 32)
+    assert (names["class_token"] == 0).all() and 0.01 < names["pos_embedding"].std() < 0.04
+    assert vit.layers[0].norm_first and vit.layers[0].activation == "gelu" and vit.norm.eps == 1e-6
+
+
+@pytest.mark.parametrize(
+    ("build", "exc", "match"),
+    [
+        (lambda: VisionTransformer(8, 3, 1, 10), ValueError, r"VisionTransformer: patch_size must divide image_size; got 3 and 8"),
+        (lambda: VisionTransformer(8, 2, 1, 0), ValueError, r"VisionTransformer: num_classes must be >= 1; got 0"),
+        (lambda: VisionTransformer(8, 2, 1, 10, d_model=30), ValueError, r"VisionTransformer: d_model must be divisible by num_heads; got 30 and 4"),
+        (lambda: VisionTransformer(8.0, 2, 1, 10), TypeError, r"VisionTransformer: image_size must be an int; got float"),
+        (lambda: PatchEmbedding(0, 2, 4), ValueError, r"PatchEmbedding: in_channels must be >= 1; got 0"),
+        (lambda: VisionTransformer(8, 2, 1, 10)(torch.zeros(2, 1, 6, 6)), ValueError, r"VisionTransformer.forward: images must be 8×8; got shape \(2, 1, 6, 6\)"),
+        (lambda: VisionTransformer(8, 2, 1, 10)(torch.zeros(2, 8, 8)), ValueError, r"VisionTransformer.forward: images must be 4-D; got shape \(2, 8, 8\)"),
+        (lambda: VisionTransformer(8, 2, 1, 10)(torch.zeros(2, 1, 8, 8, dtype=torch.long)), TypeError, r"VisionTransformer.forward: images must be a floating-point tensor; got dtype torch.int64"),
+        (lambda: PatchEmbedding(1, 2, 4)(torch.zeros(2, 3, 8, 8)), ValueError, r"PatchEmbedding.forward: images must have in_channels=1 channels \(dim 1\); got shape \(2, 3, 8, 8\)"),
+        (lambda: patchify(torch.zeros(1, 1, 6, 8), 4), ValueError, r"patchify: the image size \(H, W\) must be multiples of patch_size=4; got \(6, 8\)"),
+        (lambda: patchify(torch.zeros(1, 1, 8, 8), 0), ValueError, r"patchify: patch_size must be >= 1; got 0"),
+        (lambda: VisionTransformer(8, 2, 1, 10).encode(torch.zeros(2, 16, 32)), ValueError, r"VisionTransformer.encode: tokens must have shape \(N, 17, 32\); got \(2, 16, 32\)"),
+        (lambda: load_torch_weights(VisionTransformer(8, 2, 1, 10), nn.Linear(2, 2)), TypeError, r"load_torch_weights: ref must be VisionTransformer or Encoder; got Linear"),
+        (lambda: load_torch_weights(*_vit_pair(layers=1)[:1], _vit_pair(layers=2)[1]), ValueError, r"load_torch_weights: ref must have 1 layers and positions of shape \(1, 17, 16\); got 2 and \(1, 17, 16\)"),
+    ],
+)
+def test_vision_transformer_validation(build, exc, match):
+    with pytest.raises(exc, match=match):
+        build()

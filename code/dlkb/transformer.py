@@ -20,6 +20,14 @@ Papers:
     Pre-norm (layer norm at the start of the residual branch) was used in implementations
     such as tensor2tensor (Vaswani et al. 2018) before Xiong et al. 2020, "On Layer
     Normalization in the Transformer Architecture", analysed it (they did not introduce it).
+    Gehring et al. 2017, "Convolutional Sequence to Sequence Learning" (ICML): learned
+    positional embeddings, the alternative of Vaswani et al.'s Table 3 row (E).
+    Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words" (ICLR): the Vision
+    Transformer, Eqs. (1)-(4): patch embedding, class token, learned positions, pre-norm
+    encoder with GELU MLPs, a final LayerNorm and a linear head on the class token.
+
+Images (Vision Transformer): N batch, C channels, H and W height and width, P patch size,
+M = (H / P) · (W / P) patches, K classes.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ __all__ = [
     "TransformerEncoderLayer",
     "TransformerDecoderLayer",
     "Seq2SeqTransformer",
+    "patchify",
+    "PatchEmbedding",
+    "VisionTransformer",
     "load_torch_weights",
 ]
 
@@ -288,19 +299,30 @@ def load_torch_weights(ours: nn.Module, ref: nn.Module) -> None:
     (``linear1``, ``linear2``, ``norm1``...; the decoder's cross-attention is
     ``multihead_attn`` in torch and ``cross_attn`` here).
 
+    A :class:`VisionTransformer` takes the weights of torchvision's
+    ``VisionTransformer`` (then ``in_channels`` must be 3, as torchvision's ``conv_proj``
+    has 3 input channels; its weight ``(E, 3, P, P)`` becomes our ``(E, 3·P·P)`` patch
+    projection) or of its ``encoder`` alone (``vision_transformer.Encoder``: positions,
+    layers, final LayerNorm), whatever our ``in_channels``. torchvision's encoder blocks
+    name their parts ``ln_1``, ``self_attention``, ``ln_2``, ``mlp.0``, ``mlp.3``.
+
     Args:
-        ours: a :class:`MultiHeadAttention`, :class:`TransformerEncoderLayer` or
-            :class:`TransformerDecoderLayer`.
-        ref: the matching ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer`` or
-            ``nn.TransformerDecoderLayer`` of the same sizes.
+        ours: a :class:`MultiHeadAttention`, :class:`TransformerEncoderLayer`,
+            :class:`TransformerDecoderLayer` or :class:`VisionTransformer`.
+        ref: the matching ``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``,
+            ``nn.TransformerDecoderLayer``, or torchvision ``VisionTransformer`` /
+            ``Encoder``, of the same sizes.
     """
     caller = "load_torch_weights"
+    if isinstance(ours, VisionTransformer):
+        _load_torchvision_vit(ours, ref, caller)
+        return
     pairs = {
         MultiHeadAttention: nn.MultiheadAttention,
         TransformerEncoderLayer: nn.TransformerEncoderLayer,
         TransformerDecoderLayer: nn.TransformerDecoderLayer,
     }
-    _v.instance("ours", ours, caller=caller, types=tuple(pairs))
+    _v.instance("ours", ours, caller=caller, types=(*pairs, VisionTransformer))
     expected = pairs[type(ours)]
     _v.instance("ref", ref, caller=caller, types=expected)
     with torch.no_grad():
@@ -324,7 +346,54 @@ def load_torch_weights(ours: nn.Module, ref: nn.Module) -> None:
                 getattr(ours, name).load_state_dict(getattr(ref, name).state_dict())
 
 
-def _check_layer_args(caller: str, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
+_ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu}
+
+
+def _load_torchvision_vit(ours: "VisionTransformer", ref: nn.Module, caller: str) -> None:
+    from torchvision.models import vision_transformer as tv  # noqa: PLC0415
+
+    _v.instance("ref", ref, caller=caller, types=(tv.VisionTransformer, tv.Encoder))
+    encoder = ref.encoder if isinstance(ref, tv.VisionTransformer) else ref
+    if tuple(encoder.pos_embedding.shape) != tuple(ours.pos_embedding.shape) or len(encoder.layers) != len(ours.layers):
+        raise ValueError(
+            f"{caller}: ref must have {len(ours.layers)} layers and positions of shape "
+            f"{tuple(ours.pos_embedding.shape)}; got {len(encoder.layers)} and {tuple(encoder.pos_embedding.shape)}"
+        )
+    with torch.no_grad():
+        ours.pos_embedding.copy_(encoder.pos_embedding)
+        for layer, block in zip(ours.layers, encoder.layers):
+            load_torch_weights(layer.self_attn, block.self_attention)
+            for mine, theirs in ((layer.norm1, block.ln_1), (layer.norm2, block.ln_2),
+                                 (layer.linear1, block.mlp[0]), (layer.linear2, block.mlp[3])):
+                mine.load_state_dict(theirs.state_dict())
+        ours.norm.load_state_dict(encoder.ln.state_dict())
+        if isinstance(ref, tv.Encoder):
+            return
+        conv = ref.conv_proj  # Conv2d(3, E, P, stride=P)
+        if ours.patch_embed.in_channels != conv.in_channels or ours.patch_embed.patch_size != ref.patch_size:
+            raise ValueError(
+                f"{caller}: torchvision's VisionTransformer has {conv.in_channels} input channels and patch size "
+                f"{ref.patch_size}; ours has {ours.patch_embed.in_channels} and {ours.patch_embed.patch_size} "
+                "(compare the encoder alone with ref.encoder)"
+            )
+        ours.patch_embed.proj.weight.copy_(conv.weight.reshape(conv.out_channels, -1))  # [E, C·P·P]
+        ours.patch_embed.proj.bias.copy_(conv.bias)
+        ours.class_token.copy_(ref.class_token)
+        ours.head.load_state_dict(ref.heads.head.state_dict())
+
+
+def _check_layer_args(
+    caller: str,
+    d_model: int,
+    num_heads: int,
+    dim_feedforward: int,
+    dropout: float,
+    norm_first: bool,
+    activation: str = "relu",
+    layer_norm_eps: float = 1e-5,
+):
+    _v.choice("activation", activation, caller=caller, choices=tuple(_ACTIVATIONS))
+    _v.real("layer_norm_eps", layer_norm_eps, caller=caller, low=0.0, low_open=True)
     _v.integer("d_model", d_model, caller=caller, minimum=1)
     _v.integer("num_heads", num_heads, caller=caller, minimum=1)
     _v.integer("dim_feedforward", dim_feedforward, caller=caller, minimum=1)
@@ -352,26 +421,39 @@ class TransformerEncoderLayer(nn.Module):
         dim_feedforward: hidden size of the feed-forward network.
         dropout: dropout probability.
         norm_first: pre-norm if True, post-norm (default) if False.
+        activation: ``"relu"`` (the paper) or ``"gelu"`` (the Vision Transformer).
+        layer_norm_eps: the ``eps`` of the LayerNorms (1e-5 as in torch; the Vision
+            Transformer uses 1e-6).
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float = 0.0, norm_first: bool = False
+        self,
+        d_model: int,
+        num_heads: int,
+        dim_feedforward: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        _check_layer_args("TransformerEncoderLayer", d_model, num_heads, dim_feedforward, dropout, norm_first)
+        _check_layer_args(
+            "TransformerEncoderLayer", d_model, num_heads, dim_feedforward, dropout, norm_first, activation, layer_norm_eps
+        )
         self.norm_first = norm_first
+        self.activation = activation
         self.self_attn = MultiHeadAttention(d_model, num_heads)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def _sa(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.dropout(self.self_attn(x, x, x, mask)[0])
 
     def _ff(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.linear2(self.dropout(torch.relu(self.linear1(x)))))
+        return self.dropout(self.linear2(self.dropout(_ACTIVATIONS[self.activation](self.linear1(x)))))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Tensor[N, S, E] → Tensor[N, S, E]; ``mask`` as in :class:`MultiHeadAttention` (True = attend)."""
@@ -455,7 +537,11 @@ class Seq2SeqTransformer(nn.Module):
     r"""A small encoder–decoder Transformer for token sequences (Vaswani et al. 2017, Fig. 1).
 
     Token embeddings are multiplied by :math:`\sqrt{d_{model}}` and added to the
-    sinusoidal positional encoding (Sec. 3.4, 3.5); the decoder output goes through a
+    sinusoidal positional encoding (Sec. 3.4, 3.5), or, with ``positional="learned"``,
+    to learned positional embeddings (Gehring et al. 2017; Table 3 row (E) of the
+    paper), one vector per position shared by source and target, initialised
+    :math:`\mathcal N(0, 1/2)` so that each component has the variance of a sine
+    over a full period; the decoder output goes through a
     linear layer to vocabulary logits. With ``pad_idx`` set, padded source positions are
     masked in the encoder's self-attention and in the cross-attention, and padded target
     positions as keys of the decoder's self-attention.
@@ -472,6 +558,8 @@ class Seq2SeqTransformer(nn.Module):
         max_len: longest source or target sequence.
         pad_idx: the padding token (shared by source and target), or None.
         norm_first: pre-norm layers (then a final LayerNorm closes each stack).
+        positional: ``"sinusoidal"`` (fixed, the paper's choice) or ``"learned"``
+            (a trained ``nn.Parameter`` of shape (max_len, E)).
     """
 
     def __init__(
@@ -487,9 +575,11 @@ class Seq2SeqTransformer(nn.Module):
         max_len: int = 64,
         pad_idx: int | None = None,
         norm_first: bool = False,
+        positional: str = "sinusoidal",
     ) -> None:
         super().__init__()
         caller = "Seq2SeqTransformer"
+        _v.choice("positional", positional, caller=caller, choices=("sinusoidal", "learned"))
         for name, value in (
             ("src_vocab_size", src_vocab_size),
             ("tgt_vocab_size", tgt_vocab_size),
@@ -499,7 +589,7 @@ class Seq2SeqTransformer(nn.Module):
         ):
             _v.integer(name, value, caller=caller, minimum=1)
         _check_layer_args(caller, d_model, num_heads, dim_feedforward, dropout, norm_first)
-        if d_model % 2:
+        if positional == "sinusoidal" and d_model % 2:
             raise ValueError(f"{caller}: d_model must be even for the sinusoidal encoding; got {d_model}")
         if pad_idx is not None:
             _v.integer("pad_idx", pad_idx, caller=caller)
@@ -513,7 +603,11 @@ class Seq2SeqTransformer(nn.Module):
         self.max_len = max_len
         self.src_embed = nn.Embedding(src_vocab_size, d_model)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model)
-        self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)  # [max_len, E]
+        self.positional = positional
+        if positional == "sinusoidal":
+            self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)  # [max_len, E]
+        else:  # learned: N(0, 1/2), the variance of sin over a period, so both start at the same scale
+            self.pe = nn.Parameter(torch.randn(max_len, d_model) * math.sqrt(0.5))  # [max_len, E]
         self.dropout = nn.Dropout(dropout)
         self.encoder_layers = nn.ModuleList(
             TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout, norm_first)
@@ -702,3 +796,163 @@ class Seq2SeqTransformer(nn.Module):
             pad = torch.full((tokens.shape[0], max_len - tokens.shape[1]), filler, dtype=torch.long, device=src.device)
             tokens = torch.cat([tokens, pad], dim=1)
         return tokens
+
+
+# ----------------------------------------------------------------------------------------
+# Vision Transformer (Dosovitskiy et al. 2021)
+# ----------------------------------------------------------------------------------------
+
+
+def _check_images(images: object, caller: str, name: str = "images") -> torch.Tensor:
+    _v.tensor(name, images, caller=caller, dtype="floating", ndim=4)
+    return images
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    r"""Cut images into non-overlapping square patches and flatten each one.
+
+    The patch at grid row :math:`r`, column :math:`c` becomes row :math:`r\cdot(W/P) + c`
+    of the output (row-major, as the Vision Transformer reads them), flattened in
+    (channel, row, column) order, the order of ``F.unfold`` and of a ``Conv2d`` weight
+    ``(E, C, P, P)`` reshaped to ``(E, C·P·P)``.
+
+    Args:
+        images (Tensor[N, C, H, W]): H and W multiples of ``patch_size``.
+        patch_size: P.
+
+    Returns:
+        Tensor[N, M, C·P·P] with M = (H / P)·(W / P).
+    """
+    caller = "patchify"
+    _check_images(images, caller)
+    p = _v.integer("patch_size", patch_size, caller=caller, minimum=1)
+    n, c, h, w = images.shape
+    if h % p or w % p:
+        raise ValueError(f"{caller}: the image size (H, W) must be multiples of patch_size={p}; got ({h}, {w})")
+    x = images.reshape(n, c, h // p, p, w // p, p)  # [N, C, H/P, P, W/P, P]
+    x = x.permute(0, 2, 4, 1, 3, 5)  # [N, H/P, W/P, C, P, P]
+    return x.reshape(n, (h // p) * (w // p), c * p * p)  # [N, M, C·P·P]; reshape copies the permuted view
+
+
+class PatchEmbedding(nn.Module):
+    r"""Linear patch embedding, Dosovitskiy et al. 2021, Eq. (1): :math:`\mathbf x_p^i \mathbf E`.
+
+    :func:`patchify` followed by one ``nn.Linear(C·P·P, E)``: the same map as a
+    ``Conv2d(C, E, kernel_size=P, stride=P)`` (torchvision's ``conv_proj``), written as
+    what it is, a matrix applied to every flattened patch.
+
+    Args:
+        in_channels: C.
+        patch_size: P.
+        d_model: E.
+    """
+
+    def __init__(self, in_channels: int, patch_size: int, d_model: int) -> None:
+        super().__init__()
+        caller = "PatchEmbedding"
+        self.in_channels = _v.integer("in_channels", in_channels, caller=caller, minimum=1)
+        self.patch_size = _v.integer("patch_size", patch_size, caller=caller, minimum=1)
+        self.d_model = _v.integer("d_model", d_model, caller=caller, minimum=1)
+        self.proj = nn.Linear(in_channels * patch_size * patch_size, d_model)  # E of Eq. (1), with a bias
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Tensor[N, C, H, W] → Tensor[N, M, E]."""
+        caller = "PatchEmbedding.forward"
+        _check_images(images, caller)
+        if images.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{caller}: images must have in_channels={self.in_channels} channels (dim 1); got shape "
+                f"{tuple(images.shape)}"
+            )
+        return self.proj(patchify(images, self.patch_size))  # [N, M, E]
+
+
+class VisionTransformer(nn.Module):
+    r"""A Vision Transformer for classification, Dosovitskiy et al. 2021, Eqs. (1)-(4).
+
+    .. math::
+        \mathbf z_0 &= [\mathbf x_{class};\ \mathbf x_p^1\mathbf E;\ \dots;\ \mathbf x_p^M\mathbf E]
+            + \mathbf E_{pos}, \\
+        \mathbf z'_\ell &= \operatorname{MSA}(\operatorname{LN}(\mathbf z_{\ell-1})) + \mathbf z_{\ell-1},
+        \quad \mathbf z_\ell = \operatorname{MLP}(\operatorname{LN}(\mathbf z'_\ell)) + \mathbf z'_\ell, \\
+        \mathbf y &= \operatorname{LN}(\mathbf z_L^0), \qquad \text{logits} = \mathbf y W_{head}.
+
+    The class token :math:`\mathbf x_{class}` (initialised to zeros) and the positions
+    :math:`\mathbf E_{pos}` (one learned vector per token, M + 1 of them, initialised
+    :math:`\mathcal N(0, 0.02^2)`) are parameters, as in torchvision's
+    ``VisionTransformer``; the encoder layers are pre-norm :class:`TransformerEncoderLayer`
+    with GELU and LayerNorm ``eps=1e-6``. The head is one linear layer (the paper's
+    fine-tuning head; its pre-training head has a hidden layer).
+
+    Args:
+        image_size: H = W.
+        patch_size: P; must divide ``image_size``.
+        in_channels: C.
+        num_classes: K.
+        d_model: E.
+        num_heads: H heads; must divide E.
+        num_layers: L encoder layers.
+        dim_feedforward: hidden size of each MLP.
+        dropout: dropout after the positions and in every layer.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        in_channels: int,
+        num_classes: int,
+        d_model: int = 32,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 64,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        caller = "VisionTransformer"
+        _v.integer("image_size", image_size, caller=caller, minimum=1)
+        _v.integer("patch_size", patch_size, caller=caller, minimum=1)
+        _v.integer("num_classes", num_classes, caller=caller, minimum=1)
+        _v.integer("num_layers", num_layers, caller=caller, minimum=1)
+        if image_size % patch_size:
+            raise ValueError(f"{caller}: patch_size must divide image_size; got {patch_size} and {image_size}")
+        _check_layer_args(caller, d_model, num_heads, dim_feedforward, dropout, True)
+        self.image_size = image_size
+        self.num_patches = (image_size // patch_size) ** 2  # M
+        self.patch_embed = PatchEmbedding(in_channels, patch_size, d_model)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, d_model))  # x_class
+        self.pos_embedding = nn.Parameter(torch.empty(1, self.num_patches + 1, d_model).normal_(std=0.02))  # E_pos
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(
+                d_model, num_heads, dim_feedforward, dropout, norm_first=True, activation="gelu", layer_norm_eps=1e-6
+            )
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=1e-6)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Add the positions, run the encoder layers and the final LayerNorm: Tensor[N, M + 1, E] → Tensor[N, M + 1, E].
+
+        This is torchvision's ``vision_transformer.Encoder``.
+        """
+        caller = "VisionTransformer.encode"
+        _v.tensor("tokens", tokens, caller=caller, dtype="floating", shape=("N", *self.pos_embedding.shape[1:]))
+        x = self.dropout(tokens + self.pos_embedding)  # [N, M + 1, E]
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Tensor[N, C, H, W] → logits Tensor[N, K]."""
+        caller = "VisionTransformer.forward"
+        _check_images(images, caller)
+        if tuple(images.shape[2:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"{caller}: images must be {self.image_size}×{self.image_size}; got shape {tuple(images.shape)}"
+            )
+        patches = self.patch_embed(images)  # [N, M, E]
+        cls = self.class_token.expand(images.shape[0], -1, -1)  # [N, 1, E]
+        z = self.encode(torch.cat([cls, patches], dim=1))  # [N, M + 1, E]
+        return self.head(z[:, 0])  # the class token's output → [N, K]
