@@ -798,8 +798,13 @@ class Seq2Seq(nn.Module):
         states, h_n = self.encoder(self.src_embed(src))  # [N, S, H], [2, N, H/2] (forward, backward)
         return states, torch.cat([h_n[0], h_n[1]], dim=1)  # [N, H]
 
-    def _decode(self, tokens, s, states, h_last):
-        """Decoder input tokens [N, T] from state s [1, N, H] → logits [N, T, V], last state, weights [N, T, S] or None."""
+    def _decode(
+        self, tokens: torch.Tensor, s: torch.Tensor, states: torch.Tensor, h_last: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder input tokens [N, T] from state s [1, N, H] → logits [N, T, V], last state, weights [N, T, S] or None.
+
+        ``states`` (Tensor[N, S, H]) are the encoder states, ``h_last`` (Tensor[N, H]) the summary c.
+        """
         x = self.tgt_embed(tokens)  # [N, T, E]
         x = torch.cat([x, h_last[:, None, :].expand(-1, x.shape[1], -1)], dim=2)  # [N, T, E + H]
         out, s = self.decoder(x, s)  # s_1..s_T: [N, T, H]; s: [1, N, H]
