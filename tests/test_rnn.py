@@ -502,3 +502,266 @@ def test_stacked_forward_validation():
         gru(x, torch.zeros(2, 2, 4, dtype=torch.float64))
     with pytest.raises(TypeError, match=r"GRU.forward: hx must be a torch.Tensor; got tuple"):
         gru(x, (torch.zeros(2, 2, 4),))
+
+
+# ---------------------------------------------------------------- additive attention and seq2seq
+
+
+def slow_additive_attention(query, keys, w_query, w_key, v, mask=None):
+    """Bahdanau et al. 2015, Appendix A.1.2, one sequence and one key at a time."""
+    contexts, all_weights = [], []
+    for i in range(query.shape[0]):
+        scores = []
+        for j in range(keys.shape[1]):
+            scores.append(v @ torch.tanh(w_query @ query[i] + w_key @ keys[i, j]))  # e_ij
+        scores = torch.stack(scores)  # [S]
+        allowed = [j for j in range(keys.shape[1]) if mask is None or bool(mask[i, j])]
+        weights = torch.zeros_like(scores)
+        if allowed:
+            e = torch.exp(scores[allowed] - scores[allowed].max())
+            weights = weights.index_put((torch.tensor(allowed),), e / e.sum())
+        contexts.append(sum(weights[j] * keys[i, j] for j in range(keys.shape[1])))
+        all_weights.append(weights)
+    return torch.stack(contexts), torch.stack(all_weights)
+
+
+def attention_inputs(n=3, s=5, q=4, k=6, a=7, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=dtype) for shape in ((n, q), (n, s, k), (a, q), (a, k), (a,))]
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
+def test_additive_attention_matches_slow_formula_values_and_gradients(with_mask):
+    inputs = [t.requires_grad_() for t in attention_inputs()]
+    mask = torch.tensor([[1, 1, 0, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]], dtype=torch.bool) if with_mask else None
+    context, weights = rnn.additive_attention(*inputs, mask)
+    slow_context, slow_weights = slow_additive_attention(*inputs, mask)
+    torch.testing.assert_close(context, slow_context)
+    torch.testing.assert_close(weights, slow_weights)
+    assert context.shape == (3, 6) and weights.shape == (3, 5)
+    grads = torch.autograd.grad((context * torch.arange(6.0, dtype=torch.float64)).sum() + weights[:, 0].sum(), inputs)
+    slow = torch.autograd.grad((slow_context * torch.arange(6.0, dtype=torch.float64)).sum() + slow_weights[:, 0].sum(),
+                               inputs)
+    for ours, ref in zip(grads, slow):
+        torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("with_mask", [False, True], ids=["no-mask", "mask"])
+def test_additive_attention_gradcheck_float64(with_mask):
+    inputs = [t.requires_grad_() for t in attention_inputs(n=2, s=4, q=3, k=2, a=3)]
+    mask = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0]], dtype=torch.bool) if with_mask else None
+    assert torch.autograd.gradcheck(lambda *t: rnn.additive_attention(*t, mask), inputs)
+
+
+def test_additive_attention_masking():
+    query, keys, w_query, w_key, v = attention_inputs(dtype=torch.float32)
+    mask = torch.tensor([[1, 1, 0, 1, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    context, weights = rnn.additive_attention(query, keys, w_query, w_key, v, mask)
+    assert torch.all(weights[~mask] == 0)  # padded keys get exactly zero weight
+    torch.testing.assert_close(weights.sum(1), torch.tensor([1.0, 1.0, 0.0]))  # all-masked row: zeros, no NaN
+    torch.testing.assert_close(context[1], keys[1, 0])  # one key left: its weight is 1
+    assert torch.all(context[2] == 0)
+    # masked keys do not change the result, whatever they hold
+    changed = keys.clone()
+    changed[~mask] = 1e4
+    torch.testing.assert_close(rnn.additive_attention(query, changed, w_query, w_key, v, mask)[0], context)
+    # the all-masked row has no NaN in the backward pass either
+    keys = keys.clone().requires_grad_()
+    rnn.additive_attention(query, keys, w_query, w_key, v, mask)[0].sum().backward()
+    assert torch.isfinite(keys.grad).all() and torch.all(keys.grad[2] == 0)
+    # an all-true mask is the same as no mask
+    full = torch.ones(3, 5, dtype=torch.bool)
+    torch.testing.assert_close(rnn.additive_attention(query, keys, w_query, w_key, v, full),
+                               rnn.additive_attention(query, keys, w_query, w_key, v))
+
+
+def test_additive_attention_non_contiguous_and_empty_batch():
+    query, keys, w_query, w_key, v = attention_inputs()
+    keys_t = keys.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    assert not keys_t.is_contiguous()
+    w_query_t = w_query.T.contiguous().T
+    torch.testing.assert_close(rnn.additive_attention(query, keys_t, w_query_t, w_key, v),
+                               slow_additive_attention(query, keys, w_query, w_key, v))
+    context, weights = rnn.additive_attention(query[:0], keys[:0], w_query, w_key, v)
+    assert context.shape == (0, 6) and weights.shape == (0, 5)
+
+
+def test_additive_attention_module():
+    torch.manual_seed(0)
+    attention = rnn.AdditiveAttention(4, 6, 7)
+    assert {k: tuple(p.shape) for k, p in attention.named_parameters()} == {"w_query": (7, 4), "w_key": (7, 6), "v": (7,)}
+    assert attention.w_query.abs().max() <= 1 / math.sqrt(4) and attention.v.abs().max() <= 1 / math.sqrt(7)
+    query, keys = torch.randn(3, 4), torch.randn(3, 5, 6)
+    context, weights = attention(query, keys)
+    expected = slow_additive_attention(query, keys, attention.w_query, attention.w_key, attention.v)
+    torch.testing.assert_close(context, expected[0])
+    torch.testing.assert_close(weights, expected[1])
+    assert "query_size=4, key_size=6, hidden_size=7" in repr(attention)
+
+
+@pytest.mark.parametrize(
+    ("change", "exc", "match"),
+    [
+        ({"query": [1.0]}, TypeError, r"additive_attention: query must be a torch\.Tensor; got list"),
+        ({"query": torch.ones(3, 4, dtype=torch.long)}, TypeError, r"additive_attention: query must be a floating-point tensor"),
+        ({"query": torch.ones(3, 1, 1, 4)}, ValueError, r"additive_attention: query must be 2-D or 3-D; got shape \(3, 1, 1, 4\)"),
+        ({"keys": torch.ones(3, 6)}, ValueError, r"additive_attention: keys must be 3-D; got shape \(3, 6\)"),
+        ({"keys": torch.ones(2, 5, 6)}, ValueError, r"additive_attention: keys must have the batch size N = 3 of query; got shape \(2, 5, 6\)"),
+        ({"keys": torch.ones(3, 0, 6)}, ValueError, r"additive_attention: keys must hold at least one key \(S >= 1\); got shape \(3, 0, 6\)"),
+        ({"v": torch.ones(7, 1)}, ValueError, r"additive_attention: v must be 1-D; got shape \(7, 1\)"),
+        ({"w_query": torch.ones(7, 5)}, ValueError, r"additive_attention: w_query must have shape \(7, 4\); got \(7, 5\)"),
+        ({"w_key": torch.ones(6, 6)}, ValueError, r"additive_attention: w_key must have shape \(7, 6\); got \(6, 6\)"),
+        ({"v": torch.ones(7, dtype=torch.float64)}, TypeError, r"additive_attention: query, keys, w_query, w_key and v must have one dtype"),
+        ({"mask": torch.ones(3, 5)}, TypeError, r"additive_attention: mask must be a bool tensor; got dtype torch\.float32"),
+        ({"mask": torch.ones(3, 1, dtype=torch.bool)}, ValueError, r"additive_attention: mask must have shape \(3, 5\); got \(3, 1\)"),
+    ],
+)
+def test_additive_attention_validation(change, exc, match):
+    args = dict(zip(("query", "keys", "w_query", "w_key", "v"), attention_inputs(dtype=torch.float32)), mask=None)
+    args.update(change)
+    with pytest.raises(exc, match=match):
+        rnn.additive_attention(**args)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "match"),
+    [
+        (lambda: rnn.AdditiveAttention(0, 2, 2), ValueError, r"AdditiveAttention: query_size must be >= 1; got 0"),
+        (lambda: rnn.AdditiveAttention(2, 2.0, 2), TypeError, r"AdditiveAttention: key_size must be an int; got float"),
+        (lambda: rnn.AdditiveAttention(2, 2, True), TypeError, r"AdditiveAttention: hidden_size must be an int; got bool"),
+        (lambda: rnn.Seq2Seq(10, 11, attention=1), TypeError, r"Seq2Seq: attention must be a bool; got int"),
+        (lambda: rnn.Seq2Seq(10, 0), ValueError, r"Seq2Seq: tgt_vocab_size must be >= 1; got 0"),
+        (lambda: rnn.Seq2Seq(10, 11, hidden_size=5), ValueError, r"Seq2Seq: hidden_size must be even \(H/2 features per encoder direction\); got 5"),
+        (lambda: rnn.reversal_batch(-1, 3), ValueError, r"reversal_batch: batch_size must be >= 0; got -1"),
+        (lambda: rnn.reversal_batch(2, 0), ValueError, r"reversal_batch: length must be >= 1; got 0"),
+        (lambda: rnn.reversal_batch(2, 3, generator=0), TypeError, r"reversal_batch: generator must be a torch\.Generator; got int"),
+        (lambda: rnn.shift_right(torch.ones(2, 3), 10), TypeError, r"shift_right: tgt must be an integer tensor"),
+        (lambda: rnn.shift_right(torch.ones(3, dtype=torch.long), 10), ValueError, r"shift_right: tgt must be 2-D; got shape \(3,\)"),
+        (lambda: rnn.shift_right(torch.ones(2, 3, dtype=torch.long), -1), ValueError, r"shift_right: bos_idx must be >= 0; got -1"),
+    ],
+)
+def test_constructor_and_data_validation(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_reversal_batch_and_shift_right():
+    src, tgt = rnn.reversal_batch(5, 4, generator=torch.Generator().manual_seed(0))
+    again, _ = rnn.reversal_batch(5, 4, generator=torch.Generator().manual_seed(0))
+    assert src.dtype == torch.long and src.shape == (5, 4) and torch.equal(src, again)
+    assert 0 <= int(src.min()) and int(src.max()) <= 9
+    assert torch.equal(tgt, src[:, [3, 2, 1, 0]])
+    dec = rnn.shift_right(tgt, 10)
+    assert torch.equal(dec[:, 0], torch.full((5,), 10)) and torch.equal(dec[:, 1:], tgt[:, :-1])
+    assert rnn.reversal_batch(0, 3)[0].shape == (0, 3)
+
+
+def _seq2seq_pair(attention, seed=0):
+    torch.manual_seed(seed)
+    return rnn.Seq2Seq(10, 11, embed_size=8, hidden_size=12, attention=attention)
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["plain", "attention"])
+def test_seq2seq_teacher_forcing_written_out(attention):
+    """forward() equals the encoder-decoder equations written step by step with our cells."""
+    model = _seq2seq_pair(attention)
+    src, tgt = rnn.reversal_batch(4, 6, generator=torch.Generator().manual_seed(1))
+    tgt_in = rnn.shift_right(tgt, 10)
+    logits, weights = model(src, tgt_in, return_weights=True)
+    assert logits.shape == (4, 6, 11)
+    # by hand: a GRU over the source, then a GRUCell fed [embedding; context]
+    encoder = rnn.GRU(8, 6, batch_first=True, bidirectional=True)  # our GRU with the encoder's weights
+    encoder.load_state_dict(model.encoder.state_dict())
+    states, h_n = encoder(model.src_embed(src))  # [N, S, H], [2, N, H/2]
+    summary = torch.cat([states[:, -1, :6], states[:, 0, 6:]], 1)  # forward after x_S, backward after x_1
+    torch.testing.assert_close(summary, torch.cat([h_n[0], h_n[1]], 1))
+    dec = rnn.GRUCell(20, 12)  # the decoder GRU, step by step
+    dec.load_state_dict({k.removesuffix("_l0"): p for k, p in model.decoder.state_dict().items()})
+    s = h_last = summary
+    for i in range(6):
+        s = dec(torch.cat([model.tgt_embed(tgt_in[:, i]), h_last], 1), s)  # [embedding; h_S] every step
+        if attention:
+            a = model.attention
+            context, w = slow_additive_attention(s, states, a.w_query, a.w_key, a.v)  # query s_i
+            torch.testing.assert_close(weights[:, i], w)
+        else:
+            context = h_last  # the fixed context vector
+        torch.testing.assert_close(logits[:, i], model.out(torch.cat([s, context], 1)))
+    assert (weights is None) == (not attention)
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["plain", "attention"])
+def test_seq2seq_greedy_decode_equals_teacher_forcing_on_its_own_output(attention):
+    model = _seq2seq_pair(attention)
+    src, _ = rnn.reversal_batch(5, 7, generator=torch.Generator().manual_seed(2))
+    model.train()
+    tokens, weights = model.greedy_decode(src, max_len=7, bos_idx=10, return_weights=True)
+    assert model.training  # eval_mode restored the mode
+    assert tokens.shape == (5, 7) and tokens.dtype == torch.long
+    logits, tf_weights = model(src, rnn.shift_right(tokens, 10), return_weights=True)
+    assert torch.equal(logits.argmax(-1), tokens)
+    if attention:
+        torch.testing.assert_close(weights, tf_weights)
+        assert weights.shape == (5, 7, 7)
+    else:
+        assert weights is None
+    assert torch.equal(model.greedy_decode(src, 3, 10), tokens[:, :3])
+
+
+def test_seq2seq_learns_to_reverse_with_attention():
+    torch.manual_seed(0)
+    model = rnn.Seq2Seq(10, 11, embed_size=16, hidden_size=32, attention=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        src, tgt = rnn.reversal_batch(64, 5, generator=g)
+        logits = model(src, rnn.shift_right(tgt, 10))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), tgt.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    src, tgt = rnn.reversal_batch(200, 5, generator=torch.Generator().manual_seed(1))
+    tokens, weights = model.greedy_decode(src, 5, 10, return_weights=True)
+    assert (tokens == tgt).float().mean() > 0.9
+    anti = weights.mean(0)[torch.arange(5), torch.arange(5).flip(0)]  # output i looks at input 4 - i
+    assert anti.mean() > 0.5
+
+
+def test_seq2seq_validation():
+    model = _seq2seq_pair(True)
+    src = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"Seq2Seq\.encode: src must be an integer tensor; got dtype torch\.float32"):
+        model.encode(src.float())
+    with pytest.raises(ValueError, match=r"Seq2Seq\.encode: src must be 2-D; got shape \(3,\)"):
+        model.encode(src[0])
+    with pytest.raises(ValueError, match=r"Seq2Seq\.encode: src must have at least one token per sequence; got shape \(2, 0\)"):
+        model.encode(src[:, :0])
+    with pytest.raises(ValueError, match=r"Seq2Seq\.encode: src ids must be in \[0, 10\); got min 0, max 10"):
+        model.encode(src + torch.tensor([[0, 0, 10]]))
+    with pytest.raises(ValueError, match=r"Seq2Seq\.forward: tgt_in ids must be in \[0, 11\); got min -1, max -1"):
+        model(src, src - 1)
+    with pytest.raises(ValueError, match=r"Seq2Seq\.forward: src and tgt_in must have the same batch size; got 2 and 1"):
+        model(src, src[:1])
+    with pytest.raises(TypeError, match=r"Seq2Seq\.forward: return_weights must be a bool; got int"):
+        model(src, src, return_weights=1)
+    with pytest.raises(ValueError, match=r"Seq2Seq\.greedy_decode: max_len must be >= 1; got 0"):
+        model.greedy_decode(src, 0, 10)
+    with pytest.raises(ValueError, match=r"Seq2Seq\.greedy_decode: bos_idx must be in \[0, 11\); got 11"):
+        model.greedy_decode(src, 3, 11)
+    with pytest.raises(TypeError, match=r"Seq2Seq\.greedy_decode: return_weights must be a bool; got str"):
+        model.greedy_decode(src, 3, 10, return_weights="yes")
+
+
+def test_additive_attention_several_queries_per_sequence():
+    """query [N, L, Q]: each of the L queries gives what it gives alone (values and gradients, float64)."""
+    _, keys, w_query, w_key, v = attention_inputs()
+    queries = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)  # [N, L, Q]
+    mask = torch.tensor([[1, 1, 0, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    context, weights = rnn.additive_attention(queries, keys, w_query, w_key, v, mask)
+    assert context.shape == (3, 4, 6) and weights.shape == (3, 4, 5)
+    for i in range(4):
+        slow_context, slow_weights = slow_additive_attention(queries[:, i], keys, w_query, w_key, v, mask)
+        torch.testing.assert_close(context[:, i], slow_context)
+        torch.testing.assert_close(weights[:, i], slow_weights)
+    inputs = [t.requires_grad_() for t in (queries, keys, w_query, w_key, v)]
+    assert torch.autograd.gradcheck(lambda *t: rnn.additive_attention(*t, mask), inputs)

@@ -22,6 +22,13 @@ Papers:
     Schuster & Paliwal 1997, "Bidirectional Recurrent Neural Networks"; Graves,
     Mohamed & Hinton 2013, "Speech Recognition with Deep Recurrent Neural Networks"
     (stacked, bidirectional LSTMs: :class:`LSTM`, :class:`GRU`).
+    Sequence to sequence (:class:`Seq2Seq`; S source length, L target length, V target
+    vocabulary, A attention size): Sutskever, Vinyals & Le 2014, "Sequence to Sequence
+    Learning with Neural Networks"; Cho et al. 2014 (the RNN encoder-decoder above);
+    Bahdanau, Cho & Bengio 2015, "Neural Machine Translation by Jointly Learning to Align
+    and Translate" (additive attention: :func:`additive_attention`); Luong, Pham & Manning
+    2015, "Effective Approaches to Attention-based Neural Machine Translation" (where the
+    attention sits in the decoder).
 """
 
 from __future__ import annotations
@@ -33,8 +40,22 @@ import torch
 from torch import nn
 
 from dlkb import _validate as _v
+from dlkb.utils import eval_mode
 
-__all__ = ["clip_grad_norm", "unroll", "RNNCell", "LSTMCell", "GRUCell", "LSTM", "GRU"]
+__all__ = [
+    "clip_grad_norm",
+    "unroll",
+    "reversal_batch",
+    "shift_right",
+    "additive_attention",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "LSTM",
+    "GRU",
+    "AdditiveAttention",
+    "Seq2Seq",
+]
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:
@@ -540,3 +561,306 @@ class GRU(_StackedRNN):
     """
 
     _gates = 3
+
+
+# ---------------------------------------------------------------- sequence to sequence
+
+
+def reversal_batch(
+    batch_size: int, length: int, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of the digit-reversal task of the Transformer chapter: ``3 1 4 → 4 1 3``.
+
+    Args:
+        batch_size: N, number of sequences (≥ 0).
+        length: L, digits per sequence (≥ 1).
+        generator: source of randomness (the default generator if None).
+
+    Returns:
+        ``(src, tgt)``: both Tensor[N, L] of long, digits 0–9; ``tgt = src.flip(1)``.
+    """
+    caller = "reversal_batch"
+    batch_size = _v.integer("batch_size", batch_size, caller=caller, minimum=0)
+    length = _v.integer("length", length, caller=caller, minimum=1)
+    if generator is not None:
+        _v.instance("generator", generator, caller=caller, types=torch.Generator)
+    src = torch.randint(0, 10, (batch_size, length), generator=generator)  # [N, L]
+    return src, src.flip(1)
+
+
+def shift_right(tgt: torch.Tensor, bos_idx: int) -> torch.Tensor:
+    """Decoder input for teacher forcing: BOS, then the target without its last token.
+
+    Args:
+        tgt (Tensor[N, L] of long): target tokens.
+        bos_idx: the begin-of-sequence token.
+
+    Returns:
+        Tensor[N, L] of long: ``[BOS, y_1, ..., y_{L-1}]`` per row.
+    """
+    caller = "shift_right"
+    _v.tensor("tgt", tgt, caller=caller, dtype="integer", ndim=2)
+    bos_idx = _v.integer("bos_idx", bos_idx, caller=caller, minimum=0)
+    bos = torch.full((tgt.shape[0], 1), bos_idx, dtype=tgt.dtype, device=tgt.device)
+    return torch.cat([bos, tgt[:, :-1]], dim=1)
+
+
+def additive_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    w_query: torch.Tensor,
+    w_key: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Additive attention of Bahdanau, Cho & Bengio 2015 (Sec. 3.1 and Appendix A.1.2).
+
+    For a query :math:`q` (a decoder state) and keys :math:`k_1, \dots, k_S` (the encoder
+    states :math:`h_j`, which are also the values):
+
+    .. math::
+        e_j = v^\top \tanh(W_q\, q + W_k\, k_j), \qquad
+        \alpha_j = \frac{\exp e_j}{\sum_{j'} \exp e_{j'}}, \qquad
+        c = \sum_j \alpha_j k_j .
+
+    The paper writes :math:`W_a, U_a, v_a` for :math:`W_q, W_k, v`; there is no bias.
+    Keys with ``mask`` False get weight 0; a row whose keys are all masked gets zero
+    weights and a zero context (not NaN), as ``dlkb.transformer.scaled_dot_product_attention``
+    and ``F.scaled_dot_product_attention`` do.
+
+    Args:
+        query (Tensor[N, Q] or Tensor[N, L, Q]): one query, or L queries, per sequence.
+        keys (Tensor[N, S, K]): the keys, also used as values; S ≥ 1.
+        w_query (Tensor[A, Q]): query projection. w_key (Tensor[A, K]): key projection.
+        v (Tensor[A]): the scoring vector.
+        mask (Tensor[N, S] of bool, optional): True = the queries may attend to this key.
+
+    Returns:
+        ``(context, weights)``: Tensor[N, K] and Tensor[N, S] for one query per sequence,
+        Tensor[N, L, K] and Tensor[N, L, S] for L; weights sum to 1 (0 if fully masked).
+
+    Raises:
+        TypeError: a non-floating tensor, mixed dtypes, or a non-boolean mask.
+        ValueError: wrong number of dimensions or mismatched sizes.
+    """
+    caller = "additive_attention"
+    _v.tensor("query", query, caller=caller, dtype="floating", ndim=(2, 3))
+    _v.tensor("keys", keys, caller=caller, dtype="floating", ndim=3)
+    n, q_size = query.shape[0], query.shape[-1]
+    if keys.shape[0] != n:
+        raise ValueError(f"{caller}: keys must have the batch size N = {n} of query; got shape {_shape(keys)}")
+    if keys.shape[1] == 0:
+        raise ValueError(f"{caller}: keys must hold at least one key (S >= 1); got shape {_shape(keys)}")
+    k_size = keys.shape[2]
+    _v.tensor("v", v, caller=caller, dtype="floating", ndim=1)
+    a = v.shape[0]
+    _v.tensor("w_query", w_query, caller=caller, dtype="floating", shape=(a, q_size))
+    _v.tensor("w_key", w_key, caller=caller, dtype="floating", shape=(a, k_size))
+    dtypes = (query.dtype, keys.dtype, w_query.dtype, w_key.dtype, v.dtype)
+    if len(set(dtypes)) != 1:
+        raise TypeError(f"{caller}: query, keys, w_query, w_key and v must have one dtype; got {dtypes}")
+    if mask is not None:
+        _v.tensor("mask", mask, caller=caller, dtype="bool", shape=(n, keys.shape[1]))
+    single = query.ndim == 2
+    q = query[:, None, :] if single else query  # [N, L, Q]
+    hidden = (q @ w_query.T)[:, :, None, :] + (keys @ w_key.T)[:, None, :, :]  # [N, L, 1, A] + [N, 1, S, A]
+    scores = torch.tanh(hidden) @ v  # e_j for every query: [N, L, S]
+    if mask is None:
+        weights = torch.softmax(scores, dim=-1)  # [N, L, S]
+    else:
+        # The most negative finite number, not -inf: a fully masked row softmaxes to a uniform
+        # row (no NaN, also none in the backward pass), which the second fill sets to zero.
+        keep = mask[:, None, :]  # [N, 1, S], the same for every query
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).masked_fill(~keep, 0.0)  # [N, L, S]
+    context = weights @ keys  # [N, L, S] @ [N, S, K] -> [N, L, K]
+    if single:
+        return context[:, 0], weights[:, 0]
+    return context, weights
+
+
+class AdditiveAttention(nn.Module):
+    r"""Bahdanau attention as a module: parameters ``w_query`` [A, Q], ``w_key`` [A, K], ``v`` [A].
+
+    :func:`additive_attention` with learned weights, initialized uniformly in
+    :math:`[-1/\sqrt{\text{fan\_in}}, 1/\sqrt{\text{fan\_in}}]` (as ``nn.Linear``).
+    PyTorch has no additive-attention module; the tests check it against the formula
+    written out key by key.
+
+    Args:
+        query_size: Q, features of a query (the decoder state).
+        key_size: K, features of a key (an encoder state).
+        hidden_size: A, size of the hidden layer of the scoring network.
+    """
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int) -> None:
+        super().__init__()
+        caller = "AdditiveAttention"
+        self.query_size = _v.integer("query_size", query_size, caller=caller, minimum=1)
+        self.key_size = _v.integer("key_size", key_size, caller=caller, minimum=1)
+        self.hidden_size = _v.integer("hidden_size", hidden_size, caller=caller, minimum=1)
+        self.w_query = nn.Parameter(torch.empty(hidden_size, query_size))
+        self.w_key = nn.Parameter(torch.empty(hidden_size, key_size))
+        self.v = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` for each parameter."""
+        for p, fan_in in ((self.w_query, self.query_size), (self.w_key, self.key_size), (self.v, self.hidden_size)):
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``query`` [N, Q] or [N, L, Q], ``keys`` [N, S, K], ``mask`` [N, S] (True = attend) → ``(context, weights)``.
+
+        Shapes as in :func:`additive_attention`: [N, K] and [N, S], or [N, L, K] and [N, L, S].
+        """
+        return additive_attention(query, keys, self.w_query, self.w_key, self.v, mask)
+
+    def extra_repr(self) -> str:
+        return f"query_size={self.query_size}, key_size={self.key_size}, hidden_size={self.hidden_size}"
+
+
+class Seq2Seq(nn.Module):
+    r"""A GRU encoder–decoder, with or without additive attention.
+
+    Encoder: embedding and a one-layer bidirectional ``nn.GRU`` with H/2 features per
+    direction; the encoder state :math:`h_j = [\overrightarrow{h}_j; \overleftarrow{h}_j]`
+    (Tensor[N, S, H]) describes token j with its left and right context, as in Bahdanau et
+    al. 2015. The fixed-size summary of the whole source is
+    :math:`c = [\overrightarrow{h}_S; \overleftarrow{h}_1]` (both directions' last states,
+    Tensor[N, H]). Decoder: a one-layer ``nn.GRU`` started at :math:`s_0 = c`, reading at
+    step :math:`i` the embedding of the previous target token and :math:`c` (the context
+    vector of Cho et al. 2014). The logits are a linear map of :math:`[s_i; c_i]`:
+
+    - ``attention=False`` (Cho et al. 2014; Sutskever et al. 2014): :math:`c_i = c` at
+      every step, one fixed-size vector for the whole source;
+    - ``attention=True``: :math:`c_i` is the :class:`AdditiveAttention` context (the score of
+      Bahdanau et al. 2015) of the query :math:`s_i` over all :math:`h_j`.
+
+    Deviations from Bahdanau et al., the same for both variants so that attention is the only
+    difference: the output layer is linear (theirs is a maxout layer), :math:`s_0 = c`
+    (theirs is :math:`\tanh(W_s \overleftarrow{h}_1)`), and the query is the current state
+    :math:`s_i`, with :math:`c_i` used only by the output layer, as in Luong et al. 2015;
+    Bahdanau et al. use :math:`s_{i-1}` and feed :math:`c_i` into the recurrence. With that
+    placement the decoder's recurrence does not depend on the attention, so teacher forcing
+    runs the whole target through ``nn.GRU`` at once. All sources of a batch have one length
+    (no padding).
+
+    Args:
+        src_vocab_size: number of source tokens.
+        tgt_vocab_size: V, number of target tokens (including BOS).
+        embed_size: E, size of the token embeddings.
+        hidden_size: H, size of the encoder states (H/2 per direction, so H must be even),
+            of the decoder state and of the attention layer.
+        attention: use additive attention.
+    """
+
+    def __init__(
+        self, src_vocab_size: int, tgt_vocab_size: int, embed_size: int = 32, hidden_size: int = 64,
+        *, attention: bool = True,
+    ) -> None:
+        super().__init__()
+        caller = "Seq2Seq"
+        for name, value in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
+                            ("embed_size", embed_size), ("hidden_size", hidden_size)):
+            _v.integer(name, value, caller=caller, minimum=1)
+        if hidden_size % 2:
+            raise ValueError(f"{caller}: hidden_size must be even (H/2 features per encoder direction); got {hidden_size}")
+        self.use_attention = _v.boolean("attention", attention, caller=caller)
+        self.hidden_size = hidden_size
+        self.src_embed = nn.Embedding(src_vocab_size, embed_size)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, embed_size)
+        self.encoder = nn.GRU(embed_size, hidden_size // 2, batch_first=True, bidirectional=True)
+        self.decoder = nn.GRU(embed_size + hidden_size, hidden_size, batch_first=True)
+        self.attention = AdditiveAttention(hidden_size, hidden_size, hidden_size) if attention else None
+        self.out = nn.Linear(2 * hidden_size, tgt_vocab_size)
+
+    def _check_tokens(self, name: str, tokens: object, vocab: int, caller: str) -> torch.Tensor:
+        _v.tensor(name, tokens, caller=caller, dtype="integer", ndim=2)
+        if tokens.shape[1] == 0:
+            raise ValueError(f"{caller}: {name} must have at least one token per sequence; got shape {_shape(tokens)}")
+        if tokens.numel() and not (0 <= int(tokens.min()) and int(tokens.max()) < vocab):
+            raise ValueError(
+                f"{caller}: {name} ids must be in [0, {vocab}); got min {int(tokens.min())}, max {int(tokens.max())}"
+            )
+        return tokens
+
+    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source tokens Tensor[N, S] → encoder states Tensor[N, S, H] and the summary c Tensor[N, H].
+
+        ``c`` joins the forward direction's state after :math:`x_S` and the backward
+        direction's state after :math:`x_1`.
+        """
+        self._check_tokens("src", src, self.src_embed.num_embeddings, "Seq2Seq.encode")
+        states, h_n = self.encoder(self.src_embed(src))  # [N, S, H], [2, N, H/2] (forward, backward)
+        return states, torch.cat([h_n[0], h_n[1]], dim=1)  # [N, H]
+
+    def _decode(
+        self, tokens: torch.Tensor, s: torch.Tensor, states: torch.Tensor, h_last: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Decoder input tokens [N, T] from state s [1, N, H] → logits [N, T, V], last state, weights [N, T, S] or None.
+
+        ``states`` (Tensor[N, S, H]) are the encoder states, ``h_last`` (Tensor[N, H]) the summary c.
+        """
+        x = self.tgt_embed(tokens)  # [N, T, E]
+        x = torch.cat([x, h_last[:, None, :].expand(-1, x.shape[1], -1)], dim=2)  # [N, T, E + H]
+        out, s = self.decoder(x, s)  # s_1..s_T: [N, T, H]; s: [1, N, H]
+        if self.attention is not None:
+            context, weights = self.attention(out, states)  # queries s_i: [N, T, H], [N, T, S]
+        else:
+            context, weights = h_last[:, None, :].expand_as(out), None  # the same vector at every step
+        return self.out(torch.cat([out, context], dim=2)), s, weights  # [N, T, V]
+
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, *, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: source Tensor[N, S], decoder input Tensor[N, L] (BOS first) → logits Tensor[N, L, V].
+
+        With ``return_weights``, also the attention weights Tensor[N, L, S] (None without attention).
+        """
+        caller = "Seq2Seq.forward"
+        self._check_tokens("src", src, self.src_embed.num_embeddings, caller)
+        self._check_tokens("tgt_in", tgt_in, self.tgt_embed.num_embeddings, caller)
+        _v.boolean("return_weights", return_weights, caller=caller)
+        if tgt_in.shape[0] != src.shape[0]:
+            raise ValueError(f"{caller}: src and tgt_in must have the same batch size; "
+                             f"got {src.shape[0]} and {tgt_in.shape[0]}")
+        states, h_last = self.encode(src)
+        logits, _, weights = self._decode(tgt_in, h_last[None], states, h_last)
+        return (logits, weights) if return_weights else logits
+
+    def greedy_decode(
+        self, src: torch.Tensor, max_len: int, bos_idx: int, *, return_weights: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Greedy decoding: from BOS, feed back the arg-max token ``max_len`` times, one step at a time.
+
+        Returns:
+            Tensor[N, max_len] of long (without BOS); with ``return_weights`` also the
+            attention weights Tensor[N, max_len, S] (None without attention).
+        """
+        caller = "Seq2Seq.greedy_decode"
+        max_len = _v.integer("max_len", max_len, caller=caller, minimum=1)
+        vocab = self.tgt_embed.num_embeddings
+        bos_idx = _v.integer("bos_idx", bos_idx, caller=caller, minimum=0)
+        if bos_idx >= vocab:
+            raise ValueError(f"{caller}: bos_idx must be in [0, {vocab}); got {bos_idx}")
+        _v.boolean("return_weights", return_weights, caller=caller)
+        with torch.no_grad(), eval_mode(self):
+            states, h_last = self.encode(src)
+            token = torch.full((src.shape[0], 1), bos_idx, dtype=torch.long, device=src.device)  # [N, 1]
+            s, tokens, weights = h_last[None], [], []
+            for _ in range(max_len):
+                logits, s, w = self._decode(token, s, states, h_last)  # one step: [N, 1, V]
+                token = logits.argmax(dim=-1)  # [N, 1]
+                tokens.append(token)
+                weights.append(w)
+        tokens = torch.cat(tokens, dim=1)  # [N, max_len]
+        if not return_weights:
+            return tokens
+        return tokens, (torch.cat(weights, dim=1) if self.attention is not None else None)
+
+    def extra_repr(self) -> str:
+        return f"attention={self.use_attention}"
