@@ -308,16 +308,28 @@ def _english_forms(english: str) -> list[str]:
     forms = []
     main = re.sub(r"\s+", " ", re.sub(r"\([^)]*\)", " ", english)).strip()
     parts = [p.strip() for p in main.split("/")]
-    if len(parts) > 1:  # "weak / strong augmentation": each single word takes the last part's tail
-        last = parts[-1].split(" ")
-        for part in parts[:-1]:
-            forms.append(f"{part} {' '.join(last[1:])}" if " " not in part and len(last) > 1 else part)
-        forms.append(parts[-1])
-    else:
-        forms.append(main)
-    if tail:  # a trailing "(BCE)" or "(MAE, L1 loss)": abbreviations and alternative names with a capital
-        forms += [t.strip() for t in tail.group(1).split(",") if re.search(r"[A-Z]", t)]
+    head, last = parts[0].split(" "), parts[-1].split(" ")
+    for i, part in enumerate(parts):
+        words = part.split(" ")
+        if i < len(parts) - 1 and len(words) == 1 and len(last) > 1:
+            part = " ".join(words + last[1:])  # "weak / strong augmentation": "weak augmentation"
+        elif i > 0 and words[0] in head[1:]:
+            part = " ".join(head[: head.index(words[0])] + words)  # "clipping by norm / by value"
+        forms.append(part)
+    if tail:  # a trailing "(BCE)" or "(MAE, L1 loss)": abbreviations and alternative names
+        initials = "".join(w[0] for w in re.split(r"[\s-]+", main.lower()) if w)
+        forms += [t.strip() for t in tail.group(1).split(",") if " " in t.strip() or _abbreviates(t.strip(), initials)]
     return [f for f in forms if " " in f or f.lower() not in AMBIGUOUS_EN and len(f) > 1]
+
+
+def _abbreviates(short: str, initials: str) -> bool:
+    """Whether the capitals of ``short`` are initials of the term, in order: MAE, IoU, ReLU, HOG yes;
+    the context notes "(ResNet)" after "pre-activation" or "(HOG)" after "cell" no."""
+    capitals = [c.lower() for c in short if c.isupper()]
+    if not capitals:
+        return False
+    rest = iter(initials)
+    return all(c in rest for c in capitals)
 
 
 def glossary_entries(path: Path) -> list[tuple[str, list[str], list[str]]]:

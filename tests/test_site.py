@@ -448,7 +448,7 @@ def test_glossary_terms_are_linked_at_their_first_use(site, name):
                 assert inside == {None}, f"{where} is linked again after its first use"
         linked = {a for a in anchors if a is not None}
         assert linked == seen, f"{name} ({language}): links to terms not found in the text: {linked - seen}"
-        assert len(seen) > 20, f"{name} ({language}): only {len(seen)} glossary terms found"
+        assert len(seen) >= 10, f"{name} ({language}): only {len(seen)} glossary terms found"
 
 
 def test_term_links_land_on_glossary_rows_that_list_their_chapters(site):
@@ -466,3 +466,22 @@ def test_term_links_land_on_glossary_rows_that_list_their_chapters(site):
         assert used_in is not None and chapter in [a.get_text() for a in used_in.select("a")], (anchor, chapter)
     cross_entropy = [a.get_text() for a in rows["term-cross-entropy"].select("p.dlkb-used-in a")]
     assert "losses" in cross_entropy and "how-to-use" in cross_entropy
+
+
+def test_interactive_figure_plays_offline_and_its_slider_changes_the_frame(server, visit):
+    context = visit()
+    page = context.new_page()
+    page.goto(f"{server}/chapters/losses.html", wait_until="networkidle")
+    player = page.locator("div.animation").first
+    player.scroll_into_view_if_needed()
+    image = player.locator("img")
+    page.wait_for_function("img => img.src.startsWith('data:image/png')", arg=image.element_handle(), timeout=15000)
+    first = image.get_attribute("src")
+    slider = player.locator("input.anim-slider")
+    last = slider.get_attribute("max")
+    slider.evaluate("(s, v) => { s.value = v; s.dispatchEvent(new Event('input')); }", last)
+    assert image.get_attribute("src") != first  # another frame is shown
+    box = image.bounding_box()
+    assert box and box["width"] > 100 and box["height"] > 50  # the frame is drawn, not a broken image
+    assert player.locator("button").count() == 9
+    assert not context.outside, context.outside  # no icon font or script from another host
