@@ -21,12 +21,14 @@ from dlkb.generative import (
     js_divergence,
     kl_divergence,
     mode_coverage,
+    mode_hit_rate,
     pixel_dependence,
     pixelcnn_sample,
     reparameterize,
     ring_of_gaussians,
     train_ring_gan,
     vae_loss,
+    vae_loss_terms,
     wasserstein_1d,
     wgan_critic_loss,
     wgan_generator_loss,
@@ -598,3 +600,160 @@ def test_train_ring_ddpm_is_seeded_and_learns():
         train_ring_ddpm(num_steps=1)
     with pytest.raises(TypeError, match=r"train_ring_ddpm: runs must be an int; got float"):
         train_ring_ddpm(runs=2.0)
+
+
+# ---------------------------------------------------------------- conditional GAN, k discriminator steps
+
+
+def test_ring_labels_are_the_modes_and_do_not_change_the_draws():
+    x, centers, labels = ring_of_gaussians(500, std=0.05, generator=torch.Generator().manual_seed(3), return_labels=True)
+    plain, _ = ring_of_gaussians(500, std=0.05, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(x, plain)  # the same random draws with or without labels
+    assert labels.dtype == torch.long and labels.shape == (500,)
+    torch.testing.assert_close(torch.cdist(x, centers).argmin(dim=1), labels)  # each point sits on its label's mode
+    assert set(labels.tolist()) == set(range(8))
+    with pytest.raises(TypeError, match=r"ring_of_gaussians: return_labels must be a bool; got int 1"):
+        ring_of_gaussians(3, return_labels=1)
+
+
+def test_mode_hit_rate_counts_samples_in_the_requested_mode():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    samples = torch.tensor([[0.05, 0.0], [10.0, 0.1], [0.0, 10.0], [5.0, 5.0]])  # std 0.1: radius 0.3
+    assert mode_hit_rate(samples, torch.tensor([0, 1, 1, 2]), centers, std=0.1) == pytest.approx(0.5)
+    assert mode_hit_rate(samples, torch.tensor([0, 1, 2, 2]), centers, std=0.1) == pytest.approx(0.75)
+    assert mode_hit_rate(samples, torch.tensor([1, 2, 0, 0]), centers, std=0.1) == 0.0
+    # A generator that ignores its condition but covers the modes evenly scores about 1/M.
+    g = torch.Generator().manual_seed(0)
+    x, ring_centers, labels = ring_of_gaussians(4000, std=0.05, generator=g, return_labels=True)
+    assert mode_hit_rate(x, labels, ring_centers, std=0.05) > 0.98
+    shuffled = labels[torch.randperm(4000, generator=g)]
+    assert mode_hit_rate(x, shuffled, ring_centers, std=0.05) == pytest.approx(1 / 8, abs=0.02)
+    with pytest.raises(ValueError, match=r"mode_hit_rate: requested must have shape \(4,\); got \(3,\)"):
+        mode_hit_rate(samples, torch.tensor([0, 1, 2]), centers, std=0.1)
+    with pytest.raises(TypeError, match=r"mode_hit_rate: requested must be an integer tensor; got dtype torch.float32"):
+        mode_hit_rate(samples, torch.zeros(4), centers, std=0.1)
+    with pytest.raises(ValueError, match=r"mode_hit_rate: requested must hold mode indices in \[0, 2\]; got values in \[0, 3\]"):
+        mode_hit_rate(samples, torch.tensor([0, 1, 3, 2]), centers, std=0.1)
+    with pytest.raises(ValueError, match=r"mode_hit_rate: samples must be \(N, D\) and centers \(M, D\)"):
+        mode_hit_rate(samples[:, :1], torch.tensor([0, 1, 2, 2]), centers, std=0.1)
+    with pytest.raises(ValueError, match=r"mode_hit_rate: std must be > 0; got 0"):
+        mode_hit_rate(samples, torch.tensor([0, 1, 2, 2]), centers, std=0)
+
+
+def test_d_steps_is_the_number_of_discriminator_updates_per_generator_update():
+    default = train_ring_gan("gan", runs=2, steps=3, batch_size=8, seed=1)
+    k1 = train_ring_gan("gan", runs=2, steps=3, batch_size=8, seed=1, d_steps=1)
+    k3 = train_ring_gan("gan", runs=2, steps=3, batch_size=8, seed=1, d_steps=3)
+    torch.testing.assert_close(default.snapshots[3], k1.snapshots[3])  # k = 1 is the GAN default
+    assert not torch.equal(k1.snapshots[3], k3.snapshots[3])
+    wgan5 = train_ring_gan("wgan", runs=1, steps=2, batch_size=8, seed=1)
+    torch.testing.assert_close(wgan5.snapshots[2], train_ring_gan("wgan", runs=1, steps=2, batch_size=8, seed=1, d_steps=5).snapshots[2])
+    # Each discriminator update is a real Adam step: k updates advance the optimizer state k times per
+    # generator step, so after 1 generator step D has moved further from its initialization with k = 4.
+    init = EnsembleMLP(1, 2, 1, generator=_seeded_init(4))
+    moved = {k: sum((a - b).abs().sum().item() for a, b in zip(
+        train_ring_gan("gan", runs=1, steps=1, batch_size=8, seed=4, d_steps=k).critic.parameters(), init.parameters()))
+        for k in (1, 4)}
+    assert moved[4] > 2 * moved[1]
+    with pytest.raises(ValueError, match=r"train_ring_gan: d_steps must be >= 1; got 0"):
+        train_ring_gan("gan", d_steps=0)
+    with pytest.raises(TypeError, match=r"train_ring_gan: d_steps must be an int; got float"):
+        train_ring_gan("gan", d_steps=2.0)
+
+
+def _seeded_init(seed):
+    """The generator state train_ring_gan has when it builds D: after G's initialization."""
+    rng = torch.Generator().manual_seed(seed)
+    EnsembleMLP(1, 2, 2, generator=rng)  # G, latent 2
+    return rng
+
+
+def test_conditional_gan_feeds_the_condition_to_both_networks_and_learns_it():
+    r = train_ring_gan("gan", runs=1, steps=2, batch_size=8, seed=0, conditional=True)
+    assert r.generator.weights[0].shape == (1, 2 + 8, 64) and r.critic.weights[0].shape == (1, 2 + 8, 64)
+    torch.testing.assert_close(r.snapshot_labels, torch.arange(512) % 8)
+    assert train_ring_gan("gan", runs=1, steps=2, batch_size=8).snapshot_labels is None
+    z = torch.zeros(1, 8, 2)
+    with torch.no_grad():
+        out = r.generator(torch.cat([z, torch.eye(8)[None]], dim=-1))  # same noise, 8 different conditions
+    assert out[0].unique(dim=0).shape[0] == 8  # the condition reaches the generator's output
+    # A short training run learns to put samples where they are asked for, far above chance (1/8).
+    trained = train_ring_gan("gan", runs=1, steps=400, batch_size=64, std=0.05, seed=0, conditional=True)
+    _, centers = ring_of_gaussians(8)
+    hit = mode_hit_rate(trained.snapshots[400][0], trained.snapshot_labels, centers, std=0.05)
+    assert hit > 0.3
+    for kind in ("wgan", "wgan-gp"):
+        c = train_ring_gan(kind, runs=2, steps=2, batch_size=8, conditional=True, d_steps=2)
+        assert c.snapshots[2].shape == (2, 512, 2) and torch.isfinite(c.critic_losses).all()
+    with pytest.raises(TypeError, match=r"train_ring_gan: conditional must be a bool; got str 'yes'"):
+        train_ring_gan("gan", conditional="yes")
+
+
+# ---------------------------------------------------------------- beta-VAE terms
+
+
+def test_vae_loss_terms_and_beta_against_bce_and_torch_distributions(generator):
+    logits = torch.randn(5, 64, generator=generator, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(5, 1, 8, 8, generator=generator, dtype=torch.float64)
+    mu = torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    logvar = torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    reconstruction, kl = vae_loss_terms(logits, x, mu, logvar)
+    ref_rec = F.binary_cross_entropy_with_logits(logits, x.reshape(5, 64), reduction="sum") / 5
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    ref_kl = torch.distributions.kl_divergence(q, p).sum() / 5
+    torch.testing.assert_close(reconstruction, ref_rec)
+    torch.testing.assert_close(kl, ref_kl)
+    for beta in (0.0, 0.5, 1.0, 4.0):
+        ours = vae_loss(logits, x, mu, logvar, beta=beta)
+        q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))  # a fresh graph for each gradient
+        ref = (F.binary_cross_entropy_with_logits(logits, x.reshape(5, 64), reduction="sum")
+               + beta * torch.distributions.kl_divergence(q, p).sum()) / 5
+        torch.testing.assert_close(ours, ref)
+        torch.testing.assert_close(torch.autograd.grad(ours, (logits, mu, logvar)), torch.autograd.grad(ref, (logits, mu, logvar)))
+    assert torch.autograd.gradcheck(lambda a, m, v: vae_loss(a, x, m, v, beta=4.0), (logits, mu, logvar))
+    with pytest.raises(ValueError, match=r"vae_loss: beta must be >= 0; got -1"):
+        vae_loss(logits, x, mu, logvar, beta=-1)
+    with pytest.raises(TypeError, match=r"vae_loss: beta must be a real number; got str"):
+        vae_loss(logits, x, mu, logvar, beta="4")
+    with pytest.raises(ValueError, match=r"vae_loss_terms: x must flatten to the shape of logits \(5, 64\); got \(5, 63\)"):
+        vae_loss_terms(logits, x.reshape(5, 64)[:, :63], mu, logvar)
+    with pytest.raises(ValueError, match=r"vae_loss_terms: mu must have the batch size of logits \(5\); got shape \(4, 3\)"):
+        vae_loss_terms(logits, x, mu[:4], logvar[:4])
+    with pytest.raises(TypeError, match=r"vae_loss_terms: logits must be a floating-point tensor"):
+        vae_loss_terms(logits.long(), x, mu, logvar)
+
+
+def test_ddpm_sample_callback_sees_the_reverse_trajectory_without_changing_it():
+    from dlkb.generative import ddpm_sample, ddpm_schedule
+
+    betas, abar = ddpm_schedule(5, beta_start=0.1, beta_end=0.5)
+    seen = []
+    denoiser = lambda x, t: 0.1 * x  # noqa: E731
+    with_cb = ddpm_sample(denoiser, (3, 2), betas, abar, generator=torch.Generator().manual_seed(0),
+                          callback=lambda t, x: seen.append((t, x.clone())))
+    plain = ddpm_sample(denoiser, (3, 2), betas, abar, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(with_cb, plain)
+    assert [t for t, _ in seen] == [5, 4, 3, 2, 1, 0]
+    torch.testing.assert_close(seen[0][1], torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))  # x_T
+    torch.testing.assert_close(seen[-1][1], plain)  # x_0 is the sample
+    # The last step adds no noise: x_0 is the posterior mean computed from x_1.
+    x1 = seen[-2][1]
+    torch.testing.assert_close(seen[-1][1], (x1 - betas[0] / (1 - abar[0]).sqrt() * denoiser(x1, 0)) / (1 - betas[0]).sqrt())
+    with pytest.raises(TypeError, match=r"ddpm_sample: callback must be callable; got int"):
+        ddpm_sample(denoiser, (3, 2), betas, abar, callback=1)
+
+
+def test_train_ring_ddpm_records_the_asked_times_only():
+    from dlkb.generative import train_ring_ddpm
+
+    kw = dict(runs=2, steps=5, num_steps=10, beta_end=0.3, batch_size=8, samples=6, seed=1)
+    a = train_ring_ddpm(**kw, record_times=(10, 4, 0))
+    b = train_ring_ddpm(**kw)
+    assert torch.equal(a.samples, b.samples) and b.trajectory == {}
+    assert sorted(a.trajectory) == [0, 4, 10] and a.trajectory[4].shape == (2, 6, 2)
+    torch.testing.assert_close(a.trajectory[0], a.samples)
+    with pytest.raises(ValueError, match=r"train_ring_ddpm: record_times must lie in \[0, num_steps=10\]; got \(11,\)"):
+        train_ring_ddpm(**kw, record_times=(11,))
+    with pytest.raises(ValueError, match=r"train_ring_ddpm: record_times\[0\] must be >= 0; got -1"):
+        train_ring_ddpm(**kw, record_times=(-1,))

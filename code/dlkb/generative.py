@@ -4,7 +4,8 @@ Shape letters: N batch, C channels, H, W image size, D data dimension, Z latent 
 K number of outcomes of a discrete distribution, M number of modes.
 
 Papers: PixelRNN/PixelCNN (van den Oord et al. 2016a, 2016b), VAE (Kingma & Welling
-2014), GAN (Goodfellow et al. 2014), the vanishing-gradient analysis of GANs (Arjovsky &
+2014), β-VAE (Higgins et al. 2017), GAN (Goodfellow et al. 2014) and its conditional
+form (Mirza & Osindero 2014), the vanishing-gradient analysis of GANs (Arjovsky &
 Bottou 2017), WGAN (Arjovsky et al. 2017), WGAN-GP (Gulrajani et al. 2017), the ring of
 Gaussians benchmark (Metz et al. 2017) and its mode-coverage metric (Srivastava et al.
 2017, VEEGAN), CycleGAN (Zhu et al. 2017), the forward process of denoising diffusion
@@ -31,6 +32,7 @@ __all__ = [
     "wasserstein_1d",
     "ring_of_gaussians",
     "mode_coverage",
+    "mode_hit_rate",
     "gradient_penalty",
     "reparameterize",
     "gaussian_kl",
@@ -41,6 +43,7 @@ __all__ = [
     "pixel_dependence",
     "VAE",
     "vae_loss",
+    "vae_loss_terms",
     "EnsembleMLP",
     "gan_discriminator_loss",
     "gan_generator_loss",
@@ -154,8 +157,14 @@ def wasserstein_1d(u_values: torch.Tensor, v_values: torch.Tensor) -> torch.Tens
 
 
 def ring_of_gaussians(
-    n: int, *, modes: int = 8, radius: float = 2.0, std: float = 0.02, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    n: int,
+    *,
+    modes: int = 8,
+    radius: float = 2.0,
+    std: float = 0.02,
+    generator: torch.Generator | None = None,
+    return_labels: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Samples from ``modes`` equally weighted 2-D Gaussians on a circle (Metz et al. 2017).
 
     Args:
@@ -164,9 +173,12 @@ def ring_of_gaussians(
         radius: radius of the circle.
         std: standard deviation of each Gaussian (isotropic).
         generator: optional random generator.
+        return_labels: also return the index of the Gaussian each sample was drawn from
+            (the condition of a conditional GAN). The random draws are the same either way.
 
     Returns:
-        ``(samples, centers)``: Tensor[n, 2] and Tensor[M, 2].
+        ``(samples, centers)``: Tensor[n, 2] and Tensor[M, 2]; with ``return_labels``,
+        ``(samples, centers, labels)`` with labels a LongTensor[n] in ``[0, M)``.
     """
     caller = "ring_of_gaussians"
     n = _v.integer("n", n, caller=caller, minimum=1)
@@ -175,11 +187,31 @@ def ring_of_gaussians(
     std = _v.real("std", std, caller=caller, low=0.0, low_open=True)
     if generator is not None:
         _v.instance("generator", generator, caller=caller, types=torch.Generator)
+    return_labels = _v.boolean("return_labels", return_labels, caller=caller)
     angles = torch.arange(modes, dtype=torch.float32) * (2 * math.pi / modes)
     centers = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # [M, 2]
-    which = torch.randint(0, modes, (n,), generator=generator)
+    which = torch.randint(0, modes, (n,), generator=generator)  # [n] mode of each sample
     noise = torch.randn(n, 2, generator=generator) * std
+    if return_labels:
+        return centers[which] + noise, centers, which
     return centers[which] + noise, centers
+
+
+def _check_samples_and_centers(samples: object, centers: object, caller: str) -> None:
+    _v.instance("samples", samples, caller=caller, types=torch.Tensor)
+    _v.instance("centers", centers, caller=caller, types=torch.Tensor)
+    if samples.ndim != 2 or centers.ndim != 2 or samples.shape[1] != centers.shape[1] or samples.shape[0] == 0:
+        raise ValueError(
+            f"{caller}: samples must be (N, D) and centers (M, D) with the same D and N > 0; "
+            f"got {tuple(samples.shape)} and {tuple(centers.shape)}"
+        )
+
+
+def _nearest_mode(samples: torch.Tensor, centers: torch.Tensor, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the nearest centre (LongTensor[N]) and whether it is within 3 std (BoolTensor[N])."""
+    distances = torch.cdist(samples.float(), centers.float())  # [N, M]
+    nearest, index = distances.min(dim=1)
+    return index, nearest <= 3 * std
 
 
 def mode_coverage(
@@ -204,20 +236,39 @@ def mode_coverage(
     Returns:
         ``(modes covered, fraction of high-quality samples)``.
     """
-    _v.instance("samples", samples, caller="mode_coverage", types=torch.Tensor)
-    _v.instance("centers", centers, caller="mode_coverage", types=torch.Tensor)
-    if samples.ndim != 2 or centers.ndim != 2 or samples.shape[1] != centers.shape[1] or samples.shape[0] == 0:
-        raise ValueError(
-            "mode_coverage: samples must be (N, D) and centers (M, D) with the same D and N > 0; "
-            f"got {tuple(samples.shape)} and {tuple(centers.shape)}"
-        )
+    _check_samples_and_centers(samples, centers, "mode_coverage")
     std = _v.real("std", std, caller="mode_coverage", low=0.0, low_open=True)
     min_count = _v.integer("min_count", min_count, caller="mode_coverage", minimum=1)
-    distances = torch.cdist(samples.float(), centers.float())  # [N, M]
-    nearest, index = distances.min(dim=1)
-    good = nearest <= 3 * std
+    index, good = _nearest_mode(samples, centers, std)
     counts = torch.bincount(index[good], minlength=centers.shape[0])  # [M] high-quality samples per mode
     return int((counts >= min_count).sum()), float(good.float().mean())
+
+
+def mode_hit_rate(samples: torch.Tensor, requested: torch.Tensor, centers: torch.Tensor, *, std: float) -> float:
+    """How often a conditional generator lands in the mode it was asked for.
+
+    A sample is a hit when its nearest centre is the requested one and it lies within
+    ``3 * std`` of it (the high-quality rule of :func:`mode_coverage`). A generator that
+    ignores its condition but covers all M modes evenly scores about ``quality / M``.
+
+    Args:
+        samples (Tensor[N, 2]): generated points.
+        requested (LongTensor[N]): the mode index each sample was generated for.
+        centers (Tensor[M, 2]): mode centres.
+        std: standard deviation of the modes.
+
+    Returns:
+        The fraction of hits, in [0, 1].
+    """
+    caller = "mode_hit_rate"
+    _check_samples_and_centers(samples, centers, caller)
+    _v.tensor("requested", requested, caller=caller, dtype="integer", shape=(samples.shape[0],))
+    if int(requested.min()) < 0 or int(requested.max()) >= centers.shape[0]:
+        raise ValueError(f"{caller}: requested must hold mode indices in [0, {centers.shape[0] - 1}]; "
+                         f"got values in [{int(requested.min())}, {int(requested.max())}]")
+    std = _v.real("std", std, caller=caller, low=0.0, low_open=True)
+    index, good = _nearest_mode(samples, centers, std)
+    return float((good & (index == requested.to(index.device))).float().mean())
 
 
 # ---------------------------------------------------------------- GAN, WGAN, WGAN-GP, VAE, CycleGAN losses
@@ -538,21 +589,31 @@ class VAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def vae_loss(
-    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *, beta: float = 1.0
-) -> torch.Tensor:
-    r"""Negative ELBO per sample, averaged: Bernoulli reconstruction term plus ``beta`` × Gaussian KL.
+def vae_loss_terms(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The two terms of the negative ELBO, each averaged over the batch.
 
-    :math:`-\mathrm{ELBO} = -\mathbb E_q[\log p(x\mid z)] + \mathrm{KL}(q(z\mid x)\,\|\,p(z))`
-    (Kingma & Welling 2014, Eq. (3)), the expectation estimated with one sample of z.
-    ``x`` holds targets in [0, 1] (Bernoulli means), flattened to match ``logits``.
+    Returns ``(reconstruction, kl)``: the Bernoulli negative log-likelihood
+    :math:`-\log p(x\mid z)` summed over the D pixels (binary cross-entropy with logits)
+    and :math:`\mathrm{KL}(q(z\mid x)\,\|\,\mathcal N(0, I))` summed over the Z latent
+    dimensions. :func:`vae_loss` is ``reconstruction + beta * kl``.
+
+    Args:
+        logits (Tensor[N, D]): decoder logits.
+        x (Tensor[N, ...]): targets in [0, 1], flattening to [N, D].
+        mu, logvar (Tensor[N, Z]): the encoder's Gaussian.
     """
-    caller = "vae_loss"
+    return _vae_terms(logits, x, mu, logvar, "vae_loss_terms")
+
+
+def _vae_terms(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, caller: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     _v.tensor("logits", logits, caller=caller, dtype="floating", ndim=2, nonempty=True)
     _v.tensor("x", x, caller=caller, dtype="floating")
     _v.tensor("mu", mu, caller=caller, dtype="floating", ndim=2)
     _v.tensor("logvar", logvar, caller=caller, dtype="floating", ndim=2)
-    beta = _v.real("beta", beta, caller=caller, low=0.0)
     if x.ndim == 0 or x.shape[0] != logits.shape[0]:
         raise ValueError(f"{caller}: x must have the batch size of logits ({logits.shape[0]}); got shape {tuple(x.shape)}")
     target = x.reshape(x.shape[0], -1)
@@ -561,7 +622,24 @@ def vae_loss(
     if mu.shape[0] != logits.shape[0]:
         raise ValueError(f"{caller}: mu must have the batch size of logits ({logits.shape[0]}); got shape {tuple(mu.shape)}")
     reconstruction = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(dim=1)  # [N]
-    return (reconstruction + beta * gaussian_kl(mu, logvar)).mean()
+    return reconstruction.mean(), gaussian_kl(mu, logvar).mean()
+
+
+def vae_loss(
+    logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *, beta: float = 1.0
+) -> torch.Tensor:
+    r"""Negative ELBO per sample, averaged: Bernoulli reconstruction term plus ``beta`` × Gaussian KL.
+
+    :math:`-\mathrm{ELBO} = -\mathbb E_q[\log p(x\mid z)] + \mathrm{KL}(q(z\mid x)\,\|\,p(z))`
+    (Kingma & Welling 2014, Eq. (3)), the expectation estimated with one sample of z.
+    ``x`` holds targets in [0, 1] (Bernoulli means), flattened to match ``logits``.
+    ``beta = 1`` is the ELBO; ``beta > 1`` is the β-VAE objective of Higgins et al. (2017,
+    Eq. (4)), which presses the posterior towards the prior harder than the ELBO does.
+    The two terms separately: :func:`vae_loss_terms`.
+    """
+    beta = _v.real("beta", beta, caller="vae_loss", low=0.0)
+    reconstruction, kl = _vae_terms(logits, x, mu, logvar, "vae_loss")
+    return reconstruction + beta * kl
 
 
 # ---------------------------------------------------------------- GANs on the ring
@@ -617,12 +695,15 @@ class RingGANResult:
         snapshots: step -> Tensor[S, 512, 2], samples of each run from fixed noise.
         critic_losses: Tensor[steps, S] of the last critic (discriminator) loss per step,
             without the gradient penalty for ``"wgan-gp"``.
+        snapshot_labels: for a conditional model, LongTensor[512], the mode each snapshot
+            sample was generated for (``k % 8`` for sample k); ``None`` otherwise.
     """
 
     generator: nn.Module
     critic: nn.Module | None = None
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
     critic_losses: torch.Tensor | None = None
+    snapshot_labels: torch.Tensor | None = None
 
 
 def train_ring_gan(
@@ -635,13 +716,16 @@ def train_ring_gan(
     std: float = 0.02,
     seed: int = 0,
     snapshot_every: int | None = None,
+    d_steps: int | None = None,
+    conditional: bool = False,
     device: torch.device | None = None,
 ) -> RingGANResult:
     r"""Train ``runs`` independent GANs, WGANs or WGAN-GPs on the 8-Gaussian ring at once.
 
     - ``"gan"``: the non-saturating GAN (Goodfellow et al. 2014, Sec. 3): the discriminator
       minimises :math:`-\log D(x) - \log(1 - D(G(z)))`, the generator :math:`-\log D(G(z))`;
-      Adam(β=(0.5, 0.999)), one discriminator step per generator step; the learning rate is
+      Adam(β=(0.5, 0.999)), by default one discriminator step per generator step (the
+      paper's Algorithm 1 with k = 1, the value its experiments used); the learning rate is
       1e-3 (DCGAN's usual 2e-4 needs more steps than this book can afford).
     - ``"wgan"``: weight clipping at ±0.01, RMSProp, five critic steps per generator step
       (Arjovsky et al. 2017, Algorithm 1). The paper's learning rate 5e-5 needs far more
@@ -649,6 +733,13 @@ def train_ring_gan(
     - ``"wgan-gp"``: gradient penalty λ = 10 and five critic steps as in Gulrajani et al.
       2017, Algorithm 1, whose Adam has lr 1e-4 and β = (0, 0.9); here lr 1e-3 (the larger
       rate for the same reason) and β = (0.5, 0.9).
+
+    ``d_steps`` (k of Goodfellow et al.'s Algorithm 1, :math:`n_\text{critic}` of the WGAN
+    papers) overrides the number of discriminator/critic updates per generator update;
+    ``steps`` always counts generator updates. With ``conditional=True`` both networks also
+    receive the one-hot index of the mode (Mirza & Osindero 2014): real samples come with
+    the mode they were drawn from, fakes are generated for the labels of the real batch
+    in the discriminator step and for uniformly drawn labels in the generator step.
 
     Both networks are ReLU MLPs with two hidden layers of 64 units (:class:`EnsembleMLP`).
     The real data are :func:`ring_of_gaussians` with standard deviation ``std`` (Metz et
@@ -668,10 +759,15 @@ def train_ring_gan(
     seed = _v.integer("seed", seed, caller=caller, minimum=0)
     if snapshot_every is not None:
         snapshot_every = _v.integer("snapshot_every", snapshot_every, caller=caller, minimum=1)
+    if d_steps is not None:
+        d_steps = _v.integer("d_steps", d_steps, caller=caller, minimum=1)
+    conditional = _v.boolean("conditional", conditional, caller=caller)
     device = device or torch.device("cpu")
+    modes = 8
+    extra = modes if conditional else 0  # one-hot condition appended to both inputs
     rng = torch.Generator().manual_seed(seed)
-    G = EnsembleMLP(runs, latent, 2, generator=rng).to(device)
-    D = EnsembleMLP(runs, 2, 1, generator=rng).to(device)
+    G = EnsembleMLP(runs, latent + extra, 2, generator=rng).to(device)
+    D = EnsembleMLP(runs, 2 + extra, 1, generator=rng).to(device)
     if kind == "gan":
         opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
@@ -684,27 +780,40 @@ def train_ring_gan(
         opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9))
         n_critic = 5
+    if d_steps is not None:
+        n_critic = d_steps
 
-    def real_batch() -> torch.Tensor:
-        return ring_of_gaussians(runs * batch_size, std=std, generator=rng)[0].reshape(runs, batch_size, 2).to(device)
+    def real_batch() -> tuple[torch.Tensor, torch.Tensor]:  # [S, B, 2] points and [S, B] mode indices
+        x, _, y = ring_of_gaussians(runs * batch_size, std=std, generator=rng, return_labels=True)
+        return x.reshape(runs, batch_size, 2).to(device), y.reshape(runs, batch_size).to(device)
 
     def noise(n: int) -> torch.Tensor:
         return torch.randn(runs, n, latent, generator=rng).to(device)
 
-    def critic(x: torch.Tensor) -> torch.Tensor:  # [S * B, 2] -> [S * B]; for the gradient penalty
-        return D(x.reshape(runs, -1, 2)).reshape(-1)
+    def with_condition(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [S, B, F] -> [S, B, F + extra]
+        return torch.cat([x, F.one_hot(y, modes).to(x.dtype)], dim=-1) if conditional else x
 
     result = RingGANResult(generator=G, critic=D)
     fixed_z = noise(512)
+    fixed_y = (torch.arange(512) % modes).to(device)  # [512]: 64 samples asked of each mode
+    if conditional:
+        result.snapshot_labels = fixed_y.cpu()
+    fixed_input = with_condition(fixed_z, fixed_y.expand(runs, 512))
     losses = torch.zeros(steps, runs)
     for step in range(1, steps + 1):
         for _ in range(n_critic):
-            real, fake = real_batch(), G(noise(batch_size)).detach()  # [S, B, 2]
-            d_real, d_fake = D(real).squeeze(2), D(fake).squeeze(2)  # [S, B] logits (GAN) or scores (WGAN)
+            real, labels = real_batch()
+            fake = G(with_condition(noise(batch_size), labels)).detach()  # [S, B, 2]
+            # [S, B] logits (GAN) or scores (WGAN)
+            d_real, d_fake = D(with_condition(real, labels)).squeeze(2), D(with_condition(fake, labels)).squeeze(2)
             critic_loss = gan_discriminator_loss if kind == "gan" else wgan_critic_loss
             per_run = critic_loss(d_real, d_fake)  # [S]
             d_loss = per_run.sum()  # runs do not interact: the sum trains each on its own loss
+
             if kind == "wgan-gp":
+                def critic(x: torch.Tensor, labels: torch.Tensor = labels) -> torch.Tensor:  # [S * B, 2] -> [S * B]
+                    return D(with_condition(x.reshape(runs, -1, 2), labels)).reshape(-1)
+
                 # Penalty per run: mean over that run's batch, then summed over runs.
                 d_loss = d_loss + 10.0 * runs * gradient_penalty(
                     critic, real.reshape(-1, 2), fake.reshape(-1, 2), generator=rng
@@ -716,7 +825,9 @@ def train_ring_gan(
                 with torch.no_grad():
                     for p in D.parameters():
                         p.clamp_(-0.01, 0.01)
-        d_fake = D(G(noise(batch_size))).squeeze(2)  # [S, B]
+        z = noise(batch_size)
+        y = torch.randint(0, modes, (runs, batch_size), generator=rng).to(device) if conditional else None
+        d_fake = D(with_condition(G(with_condition(z, y)), y)).squeeze(2)  # [S, B]
         g_loss = (gan_generator_loss if kind == "gan" else wgan_generator_loss)(d_fake).sum()
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -724,13 +835,12 @@ def train_ring_gan(
         losses[step - 1] = per_run.detach().cpu()
         if snapshot_every and (step % snapshot_every == 0 or step == steps):
             with torch.no_grad():
-                result.snapshots[step] = G(fixed_z).cpu()
+                result.snapshots[step] = G(fixed_input).cpu()
     if steps not in result.snapshots:
         with torch.no_grad():
-            result.snapshots[steps] = G(fixed_z).cpu()
+            result.snapshots[steps] = G(fixed_input).cpu()
     result.critic_losses = losses
     return result
-
 
 
 # ---------------------------------------------------------------- diffusion (DDPM)
@@ -803,6 +913,7 @@ def ddpm_sample(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     r"""Ancestral sampling of DDPM (Ho et al. 2020, Algorithm 2), with :math:`\sigma_t^2 = \beta_t`.
 
@@ -818,6 +929,10 @@ def ddpm_sample(
         betas, alphas_cumprod (Tensor[T]): from :func:`ddpm_schedule`.
         generator: for :math:`x_T` and every :math:`z`.
         device: where to sample.
+        callback: if given, ``callback(t, x_t)`` is called with the 1-based time ``t = T``
+            for the initial noise and ``t = T - 1, ..., 0`` after each step (``x_0`` is the
+            returned sample), e.g. to record the reverse trajectory. It draws nothing from
+            ``generator``, so the samples are the same with or without it.
 
     Returns:
         Tensor[shape], :math:`x_0`. No gradient is recorded.
@@ -831,14 +946,20 @@ def ddpm_sample(
     _v.same_shape("alphas_cumprod", alphas_cumprod, caller=caller, like=betas, like_name="betas")
     if generator is not None:
         _v.instance("generator", generator, caller=caller, types=torch.Generator)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{caller}: callback must be callable; got {type(callback).__name__}")
     betas, alphas_cumprod = betas.to(device), alphas_cumprod.to(device)
     with torch.no_grad():
         x = torch.randn(shape, generator=generator).to(device)  # x_T
-        for t in range(betas.shape[0] - 1, -1, -1):
+        if callback is not None:
+            callback(betas.shape[0], x)
+        for t in range(betas.shape[0] - 1, -1, -1):  # 0-based index t: from x_{t+1} to x_t (1-based times)
             eps = denoiser(x, t)
             x = (x - betas[t] / (1 - alphas_cumprod[t]).sqrt() * eps) / (1 - betas[t]).sqrt()  # the mean
             if t > 0:
                 x = x + betas[t].sqrt() * torch.randn(shape, generator=generator).to(device)
+            if callback is not None:
+                callback(t, x)
     return x
 
 
@@ -852,12 +973,14 @@ def _time_features(t: torch.Tensor, num_steps: int, dim: int = 16) -> torch.Tens
 @dataclass
 class RingDDPMResult:
     """What :func:`train_ring_ddpm` returns: ``samples`` Tensor[R, n, 2] on the CPU, the mean training
-    loss over the runs at every step, and the schedule used."""
+    loss over the runs at every step, the schedule used, and ``trajectory``: time t -> x_t,
+    Tensor[R, n, 2], for the times asked for with ``record_times`` (x_T is noise, x_0 the samples)."""
 
     samples: torch.Tensor
     losses: list[float] = field(default_factory=list)
     betas: torch.Tensor | None = None
     alphas_cumprod: torch.Tensor | None = None
+    trajectory: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 def train_ring_ddpm(
@@ -871,6 +994,7 @@ def train_ring_ddpm(
     lr: float = 2e-3,
     samples: int = 512,
     seed: int = 0,
+    record_times: tuple[int, ...] = (),
     device: torch.device | str | None = None,
 ) -> RingDDPMResult:
     r"""Train ``runs`` independent DDPM noise predictors on the ring of Gaussians, side by side, and sample.
@@ -884,6 +1008,9 @@ def train_ring_ddpm(
     instead of 0.02 (so that :math:`\bar\alpha_T` is still small), an MLP instead of a
     U-Net, Adam with learning rate ``lr`` and cosine decay.
 
+    ``record_times`` (1-based times in ``[0, num_steps]``) keeps :math:`x_t` of the reverse
+    process at those times in ``trajectory``; recording changes no sample.
+
     Returns:
         :class:`RingDDPMResult` with ``samples`` samples per run drawn by :func:`ddpm_sample`.
     """
@@ -896,6 +1023,9 @@ def train_ring_ddpm(
     seed = _v.integer("seed", seed, caller=caller)
     std = _v.real("std", std, caller=caller, low=0.0, low_open=True)
     lr = _v.real("lr", lr, caller=caller, low=0.0, low_open=True)
+    record_times = _v.int_sequence("record_times", record_times, caller=caller, minimum=0, nonempty=False)
+    if any(t > num_steps for t in record_times):
+        raise ValueError(f"{caller}: record_times must lie in [0, num_steps={num_steps}]; got {tuple(record_times)}")
     betas, alphas_cumprod = ddpm_schedule(num_steps, beta_end=beta_end)
     betas, alphas_cumprod = betas.to(device), alphas_cumprod.to(device)
     g = torch.Generator().manual_seed(seed)
@@ -919,9 +1049,16 @@ def train_ring_ddpm(
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+    trajectory: dict[int, torch.Tensor] = {}
+
+    def record(t: int, x: torch.Tensor) -> None:
+        if t in record_times:
+            trajectory[t] = x.cpu().clone()
+
     with eval_mode(model):
         out = ddpm_sample(
             lambda x, t: predict(x, torch.full(x.shape[:2], t, device=x.device)),
-            (runs, samples, 2), betas, alphas_cumprod, generator=g, device=device,
+            (runs, samples, 2), betas, alphas_cumprod, generator=g, device=device, callback=record,
         )
-    return RingDDPMResult(samples=out.cpu(), losses=losses, betas=betas.cpu(), alphas_cumprod=alphas_cumprod.cpu())
+    return RingDDPMResult(samples=out.cpu(), losses=losses, betas=betas.cpu(), alphas_cumprod=alphas_cumprod.cpu(),
+                          trajectory=trajectory)
