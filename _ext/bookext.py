@@ -344,7 +344,10 @@ def glossary_entries(path: Path) -> list[tuple[str, list[str], list[str]]]:
             continue
         seen.add(anchor)
         zh = [re.sub(r"[（(].*$", "", f).strip() for f in re.split(r"[/、]", _plain(cells[0]))]
-        entries.append((anchor, [f for f in zh if len(f) >= 2 and f not in AMBIGUOUS_ZH], _english_forms(cells[1])))
+        zh = [f for f in zh if len(f) >= 2 and f not in AMBIGUOUS_ZH]
+        # "KL散度" is also written "KL 散度": a space where Latin letters or digits meet Chinese.
+        zh += [s for f in zh if (s := re.sub(r"(?<=[A-Za-z0-9])(?=[\u3400-\u9fff])|(?<=[\u3400-\u9fff])(?=[A-Za-z0-9])", " ", f)) != f]
+        entries.append((anchor, zh, _english_forms(cells[1])))
     return entries
 
 

@@ -410,7 +410,7 @@ def test_term_matcher_finds_glossary_terms_as_readers_write_them():
     matcher = bookext.TermMatcher(bookext.glossary_entries(ROOT / "glossary.md"))
     text = (
         "二元交叉熵不同于交叉熵。Binary cross-entropy losses, cross entropy, MAE and BCE; batch normalisation "
-        "layers; recall that a key value; weak augmentation; batch-normalized; KL散度; 权重裁剪 and 裁剪."
+        "layers; recall that a key value; weak augmentation; batch-normalized; KL散度, KL 散度; 权重裁剪 and 裁剪."
     )
     found = [(text[a:b], anchor) for a, b, anchor in matcher.finditer(text)]
     assert found == [
@@ -423,6 +423,7 @@ def test_term_matcher_finds_glossary_terms_as_readers_write_them():
         ("batch normalisation", "term-batch-normalization"),  # British spelling
         ("weak augmentation", "term-weak-strong-augmentation"),  # "weak / strong augmentation"
         ("KL散度", "term-kullback-leibler-divergence"),
+        ("KL 散度", "term-kullback-leibler-divergence"),  # with a space between Latin and Chinese
         ("权重裁剪", "term-weight-clipping"),  # 裁剪 alone (crop or clip?) is not a link
     ], found
     # "recall", "key", "value" are ordinary English words too; "batch-normalized" is one word.
