@@ -496,9 +496,9 @@ def train_pseudo_label(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     aug = augment if augment is not None else (lambda v, generator=None: v)
     model.train()
-    losses = []
-    for step in range(steps):
-        alpha = alpha_max * min(max((step - t1) / max(t2 - t1, 1), 0.0), 1.0)
+
+    def batch_loss(step: int) -> torch.Tensor:  # step counts from 1
+        alpha = alpha_max * min(max((step - 1 - t1) / max(t2 - t1, 1), 0.0), 1.0)
         li = _batches(x_labeled.shape[0], batch_size, generator).to(device)
         ui = _batches(x_unlabeled.shape[0], batch_size, generator).to(device)
         loss = F.cross_entropy(model(aug(x_labeled[li], generator=generator)), y_labeled[li])
@@ -507,11 +507,9 @@ def train_pseudo_label(
             logits_u = model(xu)
             pseudo = logits_u.detach().argmax(dim=1)  # the network's own current guess
             loss = loss + alpha * F.cross_entropy(logits_u, pseudo)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        return loss
+
+    return train_steps(batch_loss, optimizer, steps=steps)
 
 
 def train_fixmatch(
@@ -546,8 +544,9 @@ def train_fixmatch(
     x_labeled, y_labeled, x_unlabeled = x_labeled.to(device), y_labeled.to(device), x_unlabeled.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    history: dict[str, list[float]] = {"loss": [], "mask_rate": []}
-    for _ in range(steps):
+    mask_rate: list[float] = []
+
+    def batch_loss(step: int) -> torch.Tensor:
         li = _batches(x_labeled.shape[0], batch_size, generator).to(device)
         ui = _batches(x_unlabeled.shape[0], mu * batch_size, generator).to(device)
         xl = weak_augment(x_labeled[li], generator=generator)
@@ -555,15 +554,12 @@ def train_fixmatch(
         xw, xs = weak_augment(xu, generator=generator), strong_augment(xu, generator=generator)
         logits = model(torch.cat([xl, xw, xs]))  # one forward pass, as in the paper's code
         logits_l, logits_w, logits_s = logits.split([xl.shape[0], xw.shape[0], xs.shape[0]])
-        loss = F.cross_entropy(logits_l, y_labeled[li]) + lambda_u * fixmatch_loss(
+        mask_rate.append((torch.softmax(logits_w.detach(), 1).amax(1) >= threshold).float().mean().item())
+        return F.cross_entropy(logits_l, y_labeled[li]) + lambda_u * fixmatch_loss(
             logits_w, logits_s, threshold=threshold
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history["loss"].append(loss.item())
-        history["mask_rate"].append((torch.softmax(logits_w.detach(), 1).amax(1) >= threshold).float().mean().item())
-    return history
+
+    return {"loss": train_steps(batch_loss, optimizer, steps=steps), "mask_rate": mask_rate}
 
 
 def linear_probe(
@@ -626,18 +622,14 @@ def train_simclr(
     optimizer = torch.optim.Adam([*encoder.parameters(), *projector.parameters()], lr=lr)
     encoder.train()
     projector.train()
-    losses = []
-    for _ in range(steps):
+
+    def batch_loss(step: int) -> torch.Tensor:
         xb = x[_batches(x.shape[0], batch_size, generator).to(device)]
         v1, v2 = augment(xb, generator=generator), augment(xb, generator=generator)
-        z = projector(encoder(torch.cat([v1, v2])))  # [2B, E]
-        z1, z2 = z.chunk(2)
-        loss = nt_xent_loss(z1, z2, temperature=temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        z1, z2 = projector(encoder(torch.cat([v1, v2]))).chunk(2)  # [2B, E] -> two [B, E]
+        return nt_xent_loss(z1, z2, temperature=temperature)
+
+    return train_steps(batch_loss, optimizer, steps=steps)
 
 
 @dataclass
@@ -695,19 +687,19 @@ def train_simsiam(
         for m in modules:
             m.train()
 
-    record(0)
-    for step in range(1, steps + 1):
+    def batch_loss(step: int) -> torch.Tensor:
         xb = x[_batches(x.shape[0], batch_size, generator).to(device)]
         v1, v2 = augment(xb, generator=generator), augment(xb, generator=generator)
         z = projector(encoder(torch.cat([v1, v2])))  # [2B, E]
         p = predictor(z)
         z1, z2 = z.chunk(2)
         p1, p2 = p.chunk(2)
-        loss = simsiam_loss(p1, p2, z1, z2, stop_gradient=stop_gradient)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.loss.append(loss.item())
+        return simsiam_loss(p1, p2, z1, z2, stop_gradient=stop_gradient)
+
+    def after_step(step: int, loss: float) -> None:
         if step % every == 0:
             record(step)
+
+    record(0)
+    history.loss = train_steps(batch_loss, optimizer, steps=steps, callback=after_step)
     return history
