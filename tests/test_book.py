@@ -427,6 +427,11 @@ def test_term_matcher_finds_glossary_terms_as_readers_write_them():
         ("权重裁剪", "term-weight-clipping"),  # 裁剪 alone (crop or clip?) is not a link
     ], found
     # "recall", "key", "value" are ordinary English words too; "batch-normalized" is one word.
+    # A parenthesis that only gives context is not an abbreviation: "pre-activation (ResNet)" and
+    # "cell (HOG)" must not turn ResNet into pre-activation, nor HOG into a cell.
+    text = "A pre-activation ResNet; a HOG cell."
+    found = [(text[a:b], anchor) for a, b, anchor in matcher.finditer(text)]
+    assert found == [("pre-activation", "term-pre-activation"), ("HOG", "term-histogram-of-oriented-gradients")], found
 
 
 def test_every_glossary_row_has_a_unique_anchor_and_a_form_to_find():
